@@ -1,0 +1,1 @@
+"""Pipeline assemblies, their configuration, and the ``otsec`` command line."""

@@ -1,0 +1,305 @@
+"""The ``otsec`` command line.
+
+Heavy modules (Beam, pyarrow) are imported inside the commands that need them,
+so ``otsec --help`` and configuration errors answer at once. Configuration
+errors exit with status 2 and one line on standard error; a job that ran exits
+0 even when it produced dead letters (they are data, not failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from beam_pipelines.summary import RunSummary
+
+__all__ = ["main"]
+
+_PROG = "otsec"
+
+
+class ConfigError(Exception):
+    """A bad option, path or setting: reported in one line, exit status 2."""
+
+
+def _data_dir(value: str | None) -> str:
+    return os.path.abspath(value or os.environ.get("OTSEC_HOME") or ".otsec")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text.replace("_", ""))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="otsec: OT/ICS security event pipeline on Apache Beam.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="text for people (default), json lines for log shippers")
+    parser.add_argument("--log-level", default="WARNING",
+                        help="DEBUG, INFO, WARNING (default) or ERROR")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = commands.add_parser("demo", help="generate a plant's sensor files and run the pipeline on them",
+                               allow_abbrev=False)
+    demo.add_argument("--data-dir", help="working directory (default $OTSEC_HOME or ./.otsec)")
+    demo.add_argument("--events", type=_positive_int, default=20_000,
+                      help="sensor records to generate (default 20000)")
+    demo.add_argument("--seed", type=int, default=7)
+
+    generate = commands.add_parser("generate", help="write realistic OT sensor files and their ground truth",
+                                   allow_abbrev=False)
+    generate.add_argument("--out", required=True, help="output directory")
+    generate.add_argument("--events", type=_positive_int, default=10_000)
+    generate.add_argument("--seed", type=int, default=1)
+    generate.add_argument("--attack-rate", type=_rate, default=0.002)
+    generate.add_argument("--malformed-rate", type=_rate, default=0.001)
+    generate.add_argument("--duplicate-rate", type=_rate, default=0.002)
+
+    run = commands.add_parser(
+        "run",
+        help="run the event pipeline over files (any other --option goes to Beam)",
+        allow_abbrev=False,
+    )
+    run.add_argument("--input", action="append", required=True, metavar="PATH_OR_URI",
+                     help="file, directory or glob; repeatable")
+    run.add_argument("--data-dir", help="working directory (default $OTSEC_HOME or ./.otsec)")
+    run.add_argument("--output", help="directory for event JSON lines (default DATA_DIR/events)")
+    run.add_argument("--dead-letter-dir", help="directory for dead letters (default DATA_DIR/dead_letters)")
+    run.add_argument("--summary-json", help="also write the run summary to this file")
+    run.add_argument("--runner", default="DirectRunner", choices=("DirectRunner",),
+                     help="Beam runner (DirectRunner)")
+    run.add_argument("--max-record-bytes", type=_positive_int, default=1 << 20,
+                     help="records larger than this are dead letters (default 1 MiB)")
+    run.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
+                     help="progress line on standard error (auto: when it is a terminal)")
+
+    bench = commands.add_parser("bench", help="measure the pipeline against a plain loop", allow_abbrev=False)
+    bench.add_argument("--events", type=_positive_int, default=1_000_000)
+    bench.add_argument("--repeat", type=_positive_int, default=3,
+                       help="runs of each side; medians are reported (default 3)")
+    bench.add_argument("--data-dir", help="where generated input is cached (default DATA_DIR/bench)")
+    bench.add_argument("--json", help="write the figures to this file")
+
+    schema = commands.add_parser("schema", help="JSON Schemas of the record types", allow_abbrev=False)
+    schema_commands = schema.add_subparsers(dest="schema_command", metavar="SUBCOMMAND", required=True)
+    export = schema_commands.add_parser("export", help="write the JSON Schemas into DIR")
+    export.add_argument("directory", metavar="DIR")
+    return parser
+
+
+def _check_beam_args(beam_args: Sequence[str]) -> None:
+    """Refuse options no Beam options class knows (Beam itself only warns and drops them)."""
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    seen: dict[str, type[Any]] = {}
+    pending: list[type[Any]] = list(PipelineOptions.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        seen.setdefault(f"{cls.__module__}.{cls.__qualname__}", cls)
+    for cls in seen.values():
+        try:
+            cls._add_argparse_args(parser)
+        except argparse.ArgumentError:
+            continue  # an option defined twice by Beam's own classes
+    _, unknown = parser.parse_known_args(list(beam_args))
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]} (not an otsec or Beam pipeline option)")
+
+
+class _ProgressLine:
+    """Prints records read and the rate every two seconds while a local run goes on."""
+
+    def __init__(self, enabled: bool, total_files: int) -> None:
+        self._enabled = enabled
+        self._total_files = total_files
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="otsec-progress", daemon=True)
+
+    def __enter__(self) -> _ProgressLine:
+        if self._enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._enabled:
+            self._stop.set()
+            self._thread.join()
+            sys.stderr.write("\n")
+
+    def _loop(self) -> None:
+        from transforms.sources import PROGRESS
+
+        started = time.monotonic()
+        while not self._stop.wait(2.0):
+            elapsed = time.monotonic() - started
+            rate = PROGRESS.records / elapsed if elapsed else 0.0
+            sys.stderr.write(
+                f"\rread {PROGRESS.records:,} records from {PROGRESS.files}/{self._total_files} "
+                f"files, {rate:,.0f} records/s, {elapsed:,.0f} s"
+            )
+            sys.stderr.flush()
+
+
+def print_summary(summary: RunSummary, stream: Any = None) -> None:
+    """The end-of-run summary for people: counts per stage and per dead-letter class."""
+    out = stream or sys.stdout
+    verdict = "OK" if summary.conservation_ok else "MISMATCH: records unaccounted for"
+    out.write(
+        f"input records     {summary.input_records:>12,}  ({summary.files} files, "
+        f"{summary.seconds:.1f} s, {summary.records_per_second:,.0f} records/s)\n"
+        f"stored events     {summary.stored_events:>12,}\n"
+        f"duplicates        {summary.duplicates_dropped:>12,}\n"
+        f"dead letters      {summary.dead_letters.total:>12,}\n"
+        f"alerts            {summary.alerts:>12,}\n"
+        f"conservation      {verdict}\n"
+    )
+    out.write("stage                 in          out  dead letters\n")
+    for name, stage in summary.stages.items():
+        out.write(f"  {name:<12}{stage.in_:>12,} {stage.out:>12,} {stage.dead_letter:>12,}\n")
+    for error_class, count in summary.dead_letters.by_error_class.items():
+        out.write(f"  dead letters of class {error_class}: {count:,}\n")
+
+
+def _clear_outputs(directory: str, prefix: str) -> None:
+    # A run replaces the output files of the previous run in the same directory.
+    if os.path.isdir(directory):
+        for name in os.listdir(directory):
+            if name.startswith(prefix) and name.endswith(".jsonl"):
+                os.remove(os.path.join(directory, name))
+
+
+def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from beam_pipelines.inputs import resolve_inputs
+    from schemas.errors import OtsecError
+
+    try:
+        files = resolve_inputs(args.input)
+    except OtsecError as error:
+        raise ConfigError(error.message) from None
+    _check_beam_args(beam_args)
+
+    from beam_pipelines.event_pipeline import RunConfig, run
+    from runners.direct import with_direct_defaults
+
+    data_dir = _data_dir(args.data_dir)
+    config = RunConfig(
+        input_files=files,
+        output_dir=os.path.abspath(args.output or os.path.join(data_dir, "events")),
+        dead_letter_dir=os.path.abspath(args.dead_letter_dir or os.path.join(data_dir, "dead_letters")),
+        max_record_bytes=args.max_record_bytes,
+    )
+    _clear_outputs(config.output_dir, "events-")
+    _clear_outputs(config.dead_letter_dir, "dead_letters-")
+    show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    with _ProgressLine(show, len(files)):
+        summary = run(config, with_direct_defaults([f"--runner={args.runner}", *beam_args]))
+    if args.summary_json:
+        with open(args.summary_json, "wb") as handle:
+            handle.write(summary.to_json())
+    print_summary(summary)
+    print(f"events: {config.output_dir}\ndead letters: {config.dead_letter_dir}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from beam_pipelines.generate import GeneratorConfig, generate
+
+    report = generate(
+        GeneratorConfig(
+            out_dir=os.path.abspath(args.out),
+            events=args.events,
+            seed=args.seed,
+            attack_rate=args.attack_rate,
+            malformed_rate=args.malformed_rate,
+            duplicate_rate=args.duplicate_rate,
+        )
+    )
+    print(report.describe())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from beam_pipelines.generate import GeneratorConfig, generate
+
+    data_dir = _data_dir(args.data_dir)
+    demo_dir = os.path.join(data_dir, "demo")
+    print(f"generating {args.events:,} sensor records of a demo plant into {demo_dir}")
+    report = generate(GeneratorConfig(out_dir=demo_dir, events=args.events, seed=args.seed))
+    print(report.describe())
+    print("running the pipeline on them")
+    run_args = _parser().parse_args(
+        [
+            "run",
+            "--input", report.sensor_dir,
+            "--data-dir", data_dir,
+            "--summary-json", os.path.join(data_dir, "demo-summary.json"),
+        ]
+    )
+    return _run(run_args, [])
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from beam_pipelines.bench import BenchConfig, run_bench
+
+    data_dir = _data_dir(args.data_dir)
+    return run_bench(
+        BenchConfig(events=args.events, repeat=max(1, args.repeat), work_dir=data_dir, json_path=args.json)
+    )
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from schemas.export import export_schemas
+
+    for path in export_schemas(args.directory):
+        print(path)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    from beam_pipelines.logs import configure_logging
+
+    configure_logging(args.log_format, args.log_level)
+    try:
+        if args.command != "run" and extra:
+            raise ConfigError(f"unknown option {extra[0]}")
+        handler = {
+            "run": lambda: _run(args, extra),
+            "generate": lambda: _generate(args),
+            "demo": lambda: _demo(args),
+            "bench": lambda: _bench(args),
+            "schema": lambda: _schema(args),
+        }[args.command]
+        return handler()
+    except ConfigError as error:
+        print(f"{_PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{_PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

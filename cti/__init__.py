@@ -1,0 +1,1 @@
+"""Threat intelligence: feed clients and parsers, the indicator model, index and store."""

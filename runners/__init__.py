@@ -1,0 +1,1 @@
+"""Runner profiles: DirectRunner defaults now, Flink submission with the streaming work."""

@@ -1,0 +1,49 @@
+"""Packaging for otsec. Beam ships this file to workers with ``--setup_file``."""
+
+from setuptools import setup
+
+PACKAGES = ["beam_pipelines", "transforms", "cti", "schemas", "runners"]
+
+setup(
+    name="otsec",
+    version="0.1.0",
+    description="Event processing for OT/ICS security: sensor logs to normalized, "
+    "enriched, threat-intel-correlated events and scored alerts, on Apache Beam.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=PACKAGES,
+    package_data={
+        **{package: ["py.typed"] for package in PACKAGES},
+        "schemas": ["py.typed", "json/*.json"],
+    },
+    install_requires=[
+        # One Beam version everywhere: the Flink job server must match it exactly.
+        "apache-beam[aws]==2.77.0",
+        "msgspec>=0.19,<0.23",
+        "clickhouse-connect>=0.8,<2",
+        "psycopg[binary]>=3.2,<3.4",
+        "psycopg-pool>=3.2,<3.4",
+        "pyarrow>=16,<27",
+        "requests>=2.31,<3",
+        "PyYAML>=6,<7",
+        # pandas 3 breaks apache_beam.dataframe; Beam itself does not cap it.
+        "pandas>=2.1,<3",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8,<10",
+            "pytest-timeout>=2.3,<3",
+            "hypothesis>=6.100,<7",
+            "ruff>=0.6,<1",
+            "mypy>=1.10,<3",
+        ],
+    },
+    entry_points={"console_scripts": ["otsec=beam_pipelines.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "Topic :: Security",
+        "Typing :: Typed",
+    ],
+)

@@ -1,0 +1,107 @@
+"""The machinery every stage shares: one element in, one out or one dead letter, counted.
+
+A stage's logic is a pure function; `StageFn` adapts it to Beam, routes any
+exception to the ``dead_letters`` output as a `DeadLetter` (never a silent
+drop), and keeps the ``<stage>.in``, ``<stage>.out`` and
+``<stage>.dead_letter.<ErrorClass>`` counters. Counts are kept in plain
+integers and committed to Beam metrics at the end of each bundle, which costs
+far less than a metrics call per element.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any, Generic, TypeVar
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from schemas.dead_letter import dead_letter_from_error
+from schemas.records import RawLine
+
+__all__ = ["DEAD_LETTERS", "MAIN", "METRICS_NAMESPACE", "StageCounters", "StageFn", "stage_outputs"]
+
+METRICS_NAMESPACE = "otsec"
+MAIN = "main"
+DEAD_LETTERS = "dead_letters"
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+class StageCounters:
+    """Per-bundle counts of one stage, committed to Beam metrics on `flush`."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.inputs = 0
+        self.outputs = 0
+        self.dead_letters: Counter[str] = Counter()
+        self.extra: Counter[str] = Counter()
+        self._in = Metrics.counter(METRICS_NAMESPACE, f"{stage}.in")
+        self._out = Metrics.counter(METRICS_NAMESPACE, f"{stage}.out")
+
+    def flush(self) -> None:
+        if self.inputs:
+            self._in.inc(self.inputs)
+            self.inputs = 0
+        if self.outputs:
+            self._out.inc(self.outputs)
+            self.outputs = 0
+        for error_class, count in self.dead_letters.items():
+            Metrics.counter(METRICS_NAMESPACE, f"{self.stage}.dead_letter.{error_class}").inc(count)
+        self.dead_letters.clear()
+        for name, count in self.extra.items():
+            Metrics.counter(METRICS_NAMESPACE, f"{self.stage}.{name}").inc(count)
+        self.extra.clear()
+
+
+class StageFn(beam.DoFn, Generic[In, Out]):  # type: ignore[misc]
+    """A DoFn around one pure function, with dead letters and counters.
+
+    Subclasses implement `transform` (may raise) and `origin` (the raw line a
+    dead letter should keep for the element).
+    """
+
+    def __init__(self, stage: str) -> None:
+        super().__init__()
+        self.stage = stage
+
+    def transform(self, element: In) -> Out:
+        raise NotImplementedError
+
+    def origin(self, element: In) -> RawLine:
+        raise NotImplementedError
+
+    def record_kind(self, element: In) -> str | None:
+        return getattr(element, "kind", None)
+
+    def setup(self) -> None:
+        self.counters = StageCounters(self.stage)
+
+    def process(self, element: In) -> Iterator[Any]:
+        counters = self.counters
+        counters.inputs += 1
+        try:
+            result = self.transform(element)
+        except Exception as error:  # every failure becomes a dead letter, never a drop
+            letter = dead_letter_from_error(
+                self.stage, error, self.origin(element), record_kind=self.record_kind(element)
+            )
+            counters.dead_letters[letter.error_class] += 1
+            yield TaggedOutput(DEAD_LETTERS, letter)
+            return
+        counters.outputs += 1
+        yield result
+
+    def finish_bundle(self) -> None:
+        self.counters.flush()
+
+
+def stage_outputs(
+    pcoll: beam.PCollection, label: str, fn: StageFn[Any, Any]
+) -> beam.pvalue.DoOutputsTuple:
+    """Apply a stage DoFn; the result has ``.main`` and ``.dead_letters`` outputs."""
+    return pcoll | label >> beam.ParDo(fn).with_outputs(DEAD_LETTERS, main=MAIN)

@@ -1,0 +1,48 @@
+"""The dead-letter sink: every stage's failures, in one place, as JSON lines.
+
+Each line is a `DeadLetter` encoded with msgspec (the payload as base64, so
+any bytes survive). The PostgreSQL sink comes with the storage work and takes
+the same records.
+"""
+
+from __future__ import annotations
+
+import os
+
+import apache_beam as beam
+import msgspec
+
+from schemas.dead_letter import DeadLetter
+
+__all__ = ["WriteDeadLetters", "encode_dead_letter", "read_dead_letters"]
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(DeadLetter)
+
+
+def encode_dead_letter(letter: DeadLetter) -> str:
+    return _encoder.encode(letter).decode()
+
+
+def read_dead_letters(paths: list[str]) -> list[DeadLetter]:
+    """Read dead letters back from JSON-lines files (for replay, tests and reports)."""
+    letters = []
+    for path in paths:
+        with open(path, "rb") as handle:
+            letters.extend(_decoder.decode(line) for line in handle if line.strip())
+    return letters
+
+
+class WriteDeadLetters(beam.PTransform):  # type: ignore[misc]
+    """Write dead letters as ``<directory>/dead_letters-SSSSS-of-NNNNN.jsonl``."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__()
+        self._prefix = os.path.join(directory, "dead_letters")
+
+    def expand(self, letters: beam.PCollection) -> beam.pvalue.PDone:
+        return (
+            letters
+            | "EncodeDeadLetters" >> beam.Map(encode_dead_letter)
+            | "WriteDeadLetterFiles" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl")
+        )
