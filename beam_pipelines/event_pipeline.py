@@ -7,6 +7,7 @@ sources and sinks around it; `run` executes it and returns the `RunSummary`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -25,6 +26,8 @@ from transforms.sources import ReadSensorFiles
 from transforms.validate import Validate
 
 __all__ = ["EventStages", "RunConfig", "build", "run"]
+
+_log = logging.getLogger("otsec.pipeline")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,9 +100,22 @@ def run(config: RunConfig, beam_args: Sequence[str] = ()) -> RunSummary:
     os.makedirs(config.output_dir, exist_ok=True)
     os.makedirs(config.dead_letter_dir, exist_ok=True)
     options = PipelineOptions(list(beam_args))
+    _log.info(
+        "event pipeline starting: %d input files, events to %s, dead letters to %s",
+        len(config.input_files), config.output_dir, config.dead_letter_dir,
+    )
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build(pipeline, config)
     result = pipeline.run()
     result.wait_until_finish()
-    return summarize(counters_of(result), time.monotonic() - started)
+    summary = summarize(counters_of(result), time.monotonic() - started)
+    _log.info(
+        "event pipeline finished in %.1f s: %d records in, %d events stored, %d dead letters, "
+        "conservation %s",
+        summary.seconds, summary.input_records, summary.stored_events,
+        summary.dead_letters.total, "ok" if summary.conservation_ok else "MISMATCH",
+    )
+    if not summary.conservation_ok:
+        _log.error("records unaccounted for: %s", summary.to_json().decode())
+    return summary

@@ -215,8 +215,8 @@ def _flatten_id(record: dict[str, Any]) -> dict[str, Any]:
 def _decode_json(payload: bytes) -> tuple[str, str, dict[str, Any]]:
     try:
         record = msgspec.json.decode(payload)
-    except msgspec.DecodeError as error:
-        if b"\xff" in payload or not payload.isascii():
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:
+        if not payload.isascii():
             _utf8(payload)  # a clearer message when the bytes are not even UTF-8
         raise ValidationError(f"malformed JSON: {error}", stage="decode") from None
     if not isinstance(record, dict):
