@@ -77,6 +77,7 @@ class _ZeekDirectional(_ZeekRecord, frozen=True, kw_only=True):
     source_p: Port | None = None
     destination_h: Address | None = None
     destination_p: Port | None = None
+    packet_correlation_id: Text | None = None
 
 
 class ZeekConn(_ZeekRecord, frozen=True, kw_only=True):

@@ -280,8 +280,18 @@ def decode_line(line: RawLine, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
             stage="decode",
         )
     if kind not in KIND_TYPES:
+        family = kind.split(".", 1)[0]
+        supported = ", ".join(k.split(".", 1)[1] for k in sorted(KIND_TYPES) if k.startswith(family))
+        hint = ""
+        if family in ("suricata", "zeek"):
+            # Sensors write many logs; say how to send only the ones otsec reads.
+            hint = (
+                "; limit the sensor's eve-log types to these"
+                if family == "suricata"
+                else "; give otsec only these logs"
+            )
         raise ValidationError(
-            f"unknown record kind {kind!r} (supported: {', '.join(sorted(KIND_TYPES))})",
+            f"unknown record kind {kind!r} (supported {family} kinds: {supported}{hint})",
             stage="decode",
         )
     return DecodedRecord(kind=kind, source_format=source_format, fields=fields, origin=line)

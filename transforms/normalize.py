@@ -326,7 +326,7 @@ def _zeek_enip(v: ValidatedRecord) -> NormalizedEvent:
 
 def _zeek_cip(v: ValidatedRecord) -> NormalizedEvent:
     r: raw.ZeekCip = v.record
-    info = ics.cip_service(r.cip_service_code)
+    info = ics.cip_service(r.cip_service_code, r.class_id, response=r.direction)
     return _Event.build(
         v,
         **_zeek_common(v),

@@ -212,3 +212,46 @@ def test_event_id_is_deterministic_and_distinct() -> None:
     ids = {e.event_id for e in first.values()}
     payloads = {line.payload for line in read_lines(str(ZEEK_TSV / "zeek_modbus_2016.log"))}
     assert len(ids) == len(payloads)  # identical lines collide, distinct lines do not
+
+
+SURICATA = ZEEK_TSV.parent.parent / "suricata" / "surevego_eve_alert-flow-http-dns.json"
+ZEEK_JSON = ZEEK_TSV.parent / "json" / "zed-sample-data_zeek_modbus_wrccdc2018.json"
+
+
+def test_real_suricata_eve_alert_and_flow() -> None:
+    results = {line.source.line: run_stages(line) for line in read_lines(str(SURICATA))}
+    alert = results[49]
+    assert isinstance(alert, NormalizedEvent)
+    assert (alert.class_uid, alert.category_uid, alert.type_uid) == (2004, 2, 200401)
+    assert alert.time == datetime(2017, 1, 30, 15, 12, 36, 66011, tzinfo=UTC)  # +0100 to UTC
+    assert alert.detection is not None
+    assert alert.detection.rule_uid == "1:2013504:5"
+    assert alert.detection.title.startswith("ET POLICY GNU/Linux APT User-Agent")  # \/ unescaped
+    assert alert.severity_id == 2  # Suricata severity 3 -> OCSF Low
+    assert (alert.src.ip, alert.dst.ip, alert.dst.port, alert.transport) == (
+        "172.17.0.2", "54.230.202.37", 80, "tcp")
+    assert alert.connection_uid == "1501577875823823"
+    flows = [r for r in results.values() if isinstance(r, NormalizedEvent) and r.source_kind == "suricata.flow"]
+    assert len(flows) == 13
+    icmp = [f for f in flows if f.transport == "ipv6-icmp"]
+    assert len(icmp) == 2 and all(f.src.port is None for f in icmp)
+    # Suricata writes IPv6 uncompressed; events carry the canonical form.
+    assert {f.src.ip for f in icmp} == {"fe80::42:acff:fe11:2", "fe80::42:95ff:fea2:534a"}
+    assert icmp[0].dst.ip == "ff02::2"
+    # DNS, HTTP, fileinfo and stats records are kinds otsec does not read: dead letters that say so.
+    skipped = [r for r in results.values() if isinstance(r, DeadLetter)]
+    assert len(skipped) == 48 + 14 + 14 + 1
+    assert all(d.stage == "decode" and "supported suricata kinds: alert, dnp3, flow, modbus" in d.message
+               for d in skipped)
+
+
+def test_real_zeek_json_modbus_with_iso_timestamps() -> None:
+    events = [run_stages(line) for line in read_lines(str(ZEEK_JSON))]
+    assert len(events) == 200 and all(isinstance(e, NormalizedEvent) for e in events)
+    first = events[0]
+    assert first.source_format == "zeek_json" and first.source_kind == "zeek.modbus"
+    assert first.time == datetime(2018, 3, 24, 17, 15, 33, 511226, tzinfo=UTC)
+    assert first.ics is not None
+    assert (first.ics.function_code, first.ics.unit_id, first.ics.is_request) == (100, 34, True)
+    assert first.ics.operation == Operation.UNKNOWN  # unknown-100: not a public Modbus code
+    assert (first.src.ip, first.dst.ip, first.dst.port) == ("10.128.0.242", "10.47.8.54", 502)
