@@ -1,5 +1,7 @@
 """Packaging for otsec. Beam ships this file to workers with ``--setup_file``."""
 
+from pathlib import Path
+
 from setuptools import setup
 
 PACKAGES = ["beam_pipelines", "transforms", "cti", "schemas", "runners"]
@@ -9,7 +11,7 @@ setup(
     version="0.1.0",
     description="Event processing for OT/ICS security: sensor logs to normalized, "
     "enriched, threat-intel-correlated events and scored alerts, on Apache Beam.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",

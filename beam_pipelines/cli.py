@@ -52,21 +52,36 @@ def _parser() -> argparse.ArgumentParser:
         description="otsec: OT/ICS security event pipeline on Apache Beam.",
         allow_abbrev=False,
     )
-    parser.add_argument("--log-format", choices=("text", "json"), default="text",
-                        help="text for people (default), json lines for log shippers")
-    parser.add_argument("--log-level", default="WARNING",
-                        help="DEBUG, INFO, WARNING (default) or ERROR")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text for people (default), json lines for log shippers",
+    )
+    parser.add_argument(
+        "--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default) or ERROR"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    demo = commands.add_parser("demo", help="generate a plant's sensor files and run the pipeline on them",
-                               allow_abbrev=False)
+    demo = commands.add_parser(
+        "demo",
+        help="generate a plant's sensor files and run the pipeline on them",
+        allow_abbrev=False,
+    )
     demo.add_argument("--data-dir", help="working directory (default $OTSEC_HOME or ./.otsec)")
-    demo.add_argument("--events", type=_positive_int, default=20_000,
-                      help="sensor records to generate (default 20000)")
+    demo.add_argument(
+        "--events",
+        type=_positive_int,
+        default=20_000,
+        help="sensor records to generate (default 20000)",
+    )
     demo.add_argument("--seed", type=int, default=7)
 
-    generate = commands.add_parser("generate", help="write realistic OT sensor files and their ground truth",
-                                   allow_abbrev=False)
+    generate = commands.add_parser(
+        "generate",
+        help="write realistic OT sensor files and their ground truth",
+        allow_abbrev=False,
+    )
     generate.add_argument("--out", required=True, help="output directory")
     generate.add_argument("--events", type=_positive_int, default=10_000)
     generate.add_argument("--seed", type=int, default=1)
@@ -79,28 +94,59 @@ def _parser() -> argparse.ArgumentParser:
         help="run the event pipeline over files (any other --option goes to Beam)",
         allow_abbrev=False,
     )
-    run.add_argument("--input", action="append", required=True, metavar="PATH_OR_URI",
-                     help="file, directory or glob; repeatable")
+    run.add_argument(
+        "--input",
+        action="append",
+        required=True,
+        metavar="PATH_OR_URI",
+        help="file, directory or glob; repeatable",
+    )
     run.add_argument("--data-dir", help="working directory (default $OTSEC_HOME or ./.otsec)")
     run.add_argument("--output", help="directory for event JSON lines (default DATA_DIR/events)")
-    run.add_argument("--dead-letter-dir", help="directory for dead letters (default DATA_DIR/dead_letters)")
+    run.add_argument(
+        "--dead-letter-dir", help="directory for dead letters (default DATA_DIR/dead_letters)"
+    )
     run.add_argument("--summary-json", help="also write the run summary to this file")
-    run.add_argument("--runner", default="DirectRunner", choices=("DirectRunner",),
-                     help="Beam runner (DirectRunner)")
-    run.add_argument("--max-record-bytes", type=_positive_int, default=1 << 20,
-                     help="records larger than this are dead letters (default 1 MiB)")
-    run.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
-                     help="progress line on standard error (auto: when it is a terminal)")
+    run.add_argument(
+        "--runner",
+        default="DirectRunner",
+        choices=("DirectRunner",),
+        help="Beam runner (DirectRunner)",
+    )
+    run.add_argument(
+        "--max-record-bytes",
+        type=_positive_int,
+        default=1 << 20,
+        help="records larger than this are dead letters (default 1 MiB)",
+    )
+    run.add_argument(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="progress line on standard error (auto: when it is a terminal)",
+    )
 
-    bench = commands.add_parser("bench", help="measure the pipeline against a plain loop", allow_abbrev=False)
+    bench = commands.add_parser(
+        "bench", help="measure the pipeline against a plain loop", allow_abbrev=False
+    )
     bench.add_argument("--events", type=_positive_int, default=1_000_000)
-    bench.add_argument("--repeat", type=_positive_int, default=3,
-                       help="runs of each side; medians are reported (default 3)")
-    bench.add_argument("--data-dir", help="where generated input is cached (default DATA_DIR/bench)")
+    bench.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=3,
+        help="runs of each side; medians are reported (default 3)",
+    )
+    bench.add_argument(
+        "--data-dir", help="where generated input is cached (default DATA_DIR/bench)"
+    )
     bench.add_argument("--json", help="write the figures to this file")
 
-    schema = commands.add_parser("schema", help="JSON Schemas of the record types", allow_abbrev=False)
-    schema_commands = schema.add_subparsers(dest="schema_command", metavar="SUBCOMMAND", required=True)
+    schema = commands.add_parser(
+        "schema", help="JSON Schemas of the record types", allow_abbrev=False
+    )
+    schema_commands = schema.add_subparsers(
+        dest="schema_command", metavar="SUBCOMMAND", required=True
+    )
     export = schema_commands.add_parser("export", help="write the JSON Schemas into DIR")
     export.add_argument("directory", metavar="DIR")
     return parser
@@ -206,7 +252,9 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     config = RunConfig(
         input_files=files,
         output_dir=os.path.abspath(args.output or os.path.join(data_dir, "events")),
-        dead_letter_dir=os.path.abspath(args.dead_letter_dir or os.path.join(data_dir, "dead_letters")),
+        dead_letter_dir=os.path.abspath(
+            args.dead_letter_dir or os.path.join(data_dir, "dead_letters")
+        ),
         max_record_bytes=args.max_record_bytes,
     )
     _clear_outputs(config.output_dir, "events-")
@@ -251,9 +299,12 @@ def _demo(args: argparse.Namespace) -> int:
     run_args = _parser().parse_args(
         [
             "run",
-            "--input", report.sensor_dir,
-            "--data-dir", data_dir,
-            "--summary-json", os.path.join(data_dir, "demo-summary.json"),
+            "--input",
+            report.sensor_dir,
+            "--data-dir",
+            data_dir,
+            "--summary-json",
+            os.path.join(data_dir, "demo-summary.json"),
         ]
     )
     return _run(run_args, [])
@@ -264,7 +315,9 @@ def _bench(args: argparse.Namespace) -> int:
 
     data_dir = _data_dir(args.data_dir)
     return run_bench(
-        BenchConfig(events=args.events, repeat=max(1, args.repeat), work_dir=data_dir, json_path=args.json)
+        BenchConfig(
+            events=args.events, repeat=max(1, args.repeat), work_dir=data_dir, json_path=args.json
+        )
     )
 
 

@@ -58,9 +58,7 @@ class EventStages(beam.PTransform):  # type: ignore[misc]
         super().__init__()
         self._max_record_bytes = max_record_bytes
 
-    def expand(
-        self, lines: beam.PCollection
-    ) -> tuple[beam.PCollection, beam.PCollection]:
+    def expand(self, lines: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         decoded = lines | "Decode" >> Decode(self._max_record_bytes)
         validated = decoded.main | "Validate" >> Validate()
         normalized = validated.main | "Normalize" >> Normalize()
@@ -102,7 +100,9 @@ def run(config: RunConfig, beam_args: Sequence[str] = ()) -> RunSummary:
     options = PipelineOptions(list(beam_args))
     _log.info(
         "event pipeline starting: %d input files, events to %s, dead letters to %s",
-        len(config.input_files), config.output_dir, config.dead_letter_dir,
+        len(config.input_files),
+        config.output_dir,
+        config.dead_letter_dir,
     )
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
@@ -113,8 +113,11 @@ def run(config: RunConfig, beam_args: Sequence[str] = ()) -> RunSummary:
     _log.info(
         "event pipeline finished in %.1f s: %d records in, %d events stored, %d dead letters, "
         "conservation %s",
-        summary.seconds, summary.input_records, summary.stored_events,
-        summary.dead_letters.total, "ok" if summary.conservation_ok else "MISMATCH",
+        summary.seconds,
+        summary.input_records,
+        summary.stored_events,
+        summary.dead_letters.total,
+        "ok" if summary.conservation_ok else "MISMATCH",
     )
     if not summary.conservation_ok:
         _log.error("records unaccounted for: %s", summary.to_json().decode())

@@ -18,7 +18,9 @@ import msgspec
 __all__ = ["configure_logging", "redact"]
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):(?P<secret>[^@\s]+)@")
-_KEY_VALUE = re.compile(r"(?i)\b(?P<key>password|passwd|pwd|token|secret|api_key)=(?P<value>[^\s&;]+)")
+_KEY_VALUE = re.compile(
+    r"(?i)\b(?P<key>password|passwd|pwd|token|secret|api_key)=(?P<value>[^\s&;]+)"
+)
 _SECRET_ENV = re.compile(r"(?i)(PASSWORD|TOKEN|SECRET|API_KEY)")
 
 

@@ -1,1 +1,1 @@
-"""Record types (raw input kinds, normalized event, dead letter), errors and exported JSON Schemas."""
+"""Record types (raw kinds, normalized event, dead letter), errors, exported JSON Schemas."""

@@ -11,7 +11,7 @@ import msgspec
 from schemas.errors import OtsecError, UnexpectedError
 from schemas.records import RawLine, SourcePosition
 
-__all__ = ["DeadLetter", "PIPELINE_VERSION", "dead_letter_from_error"]
+__all__ = ["PIPELINE_VERSION", "DeadLetter", "dead_letter_from_error"]
 
 PIPELINE_VERSION = "0.1.0"
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "ERROR_CLASSES",
     "AuthenticationError",
     "AuthorizationError",
     "DatabaseError",
-    "ERROR_CLASSES",
     "ExternalAPIError",
     "NotFoundError",
     "OtsecError",

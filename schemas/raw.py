@@ -357,9 +357,7 @@ class PlatformEndpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
 
 
 class PlatformIcs(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    protocol: Literal[
-        "modbus", "dnp3", "s7comm", "s7comm_plus", "enip", "cip", "bacnet", "opcua"
-    ]
+    protocol: Literal["modbus", "dnp3", "s7comm", "s7comm_plus", "enip", "cip", "bacnet", "opcua"]
     function_code: Annotated[int, Meta(ge=0, le=65535)] | None = None
     function: Text | None = None
     subfunction_code: Annotated[int, Meta(ge=0, le=65535)] | None = None

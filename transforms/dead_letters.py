@@ -26,7 +26,7 @@ def encode_dead_letter(letter: DeadLetter) -> str:
 
 def read_dead_letters(paths: list[str]) -> list[DeadLetter]:
     """Read dead letters back from JSON-lines files (for replay, tests and reports)."""
-    letters = []
+    letters: list[DeadLetter] = []
     for path in paths:
         with open(path, "rb") as handle:
             letters.extend(_decoder.decode(line) for line in handle if line.strip())

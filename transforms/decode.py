@@ -10,7 +10,6 @@ separators, ``T``/``F`` booleans, ``\\xNN`` escapes) and leaves typing to Valida
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -158,7 +157,8 @@ def _utf8(payload: bytes) -> str:
         return payload.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ValidationError(
-            f"record is not valid UTF-8 (byte {error.start}: {payload[error.start:error.start + 1]!r})",
+            f"record is not valid UTF-8 (byte {error.start}: "
+            f"{payload[error.start : error.start + 1]!r})",
             stage="decode",
         ) from None
 
@@ -281,7 +281,9 @@ def decode_line(line: RawLine, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
         )
     if kind not in KIND_TYPES:
         family = kind.split(".", 1)[0]
-        supported = ", ".join(k.split(".", 1)[1] for k in sorted(KIND_TYPES) if k.startswith(family))
+        supported = ", ".join(
+            k.split(".", 1)[1] for k in sorted(KIND_TYPES) if k.startswith(family)
+        )
         hint = ""
         if family in ("suricata", "zeek"):
             # Sensors write many logs; say how to send only the ones otsec reads.
@@ -321,5 +323,5 @@ class Decode(beam.PTransform):  # type: ignore[misc]
         super().__init__()
         self._max_record_bytes = max_record_bytes
 
-    def expand(self, lines: beam.PCollection) -> Iterator[beam.PCollection]:
+    def expand(self, lines: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         return stage_outputs(lines, "DecodeRecords", _DecodeFn(self._max_record_bytes))

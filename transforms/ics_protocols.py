@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import enum
 import functools
 from collections.abc import Iterable, Mapping
 

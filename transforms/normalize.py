@@ -74,7 +74,9 @@ def _endpoint(ip: str, port: int | None) -> NetworkEndpoint:
 
 
 def _details(**values: Any) -> dict[str, str]:
-    return {k: v if isinstance(v, str) else str(v) for k, v in values.items() if v not in (None, "")}
+    return {
+        k: v if isinstance(v, str) else str(v) for k, v in values.items() if v not in (None, "")
+    }
 
 
 def _ics(info: ics.FunctionInfo, protocol: str, **extra: Any) -> IcsActivity:
@@ -156,7 +158,9 @@ def _zeek_conn(v: ValidatedRecord) -> NormalizedEvent:
         **common,
         activity_id=_CONN_ACTIVITY.get(r.conn_state or "", ActivityId.TRAFFIC),
         app_protocol=service,
-        message=f"{r.proto} connection {_arrow(v)} {service or 'unknown service'} {r.conn_state or ''}".rstrip(),
+        message=(
+            f"{r.proto} connection {_arrow(v)} {service or 'unknown service'} {r.conn_state or ''}"
+        ).rstrip(),
         details=_details(
             conn_state=r.conn_state,
             history=r.history,
@@ -176,7 +180,8 @@ def _zeek_modbus(v: ValidatedRecord) -> NormalizedEvent:
         **_zeek_common(v),
         app_protocol="modbus",
         ics=_ics(info, "modbus", is_request=is_request, unit_id=r.unit, status=r.exception),
-        message=f"modbus {info.name} {_arrow(v)}" + (f" unit {r.unit}" if r.unit is not None else ""),
+        message=f"modbus {info.name} {_arrow(v)}"
+        + (f" unit {r.unit}" if r.unit is not None else ""),
         details=_details(tid=r.tid, exception=r.exception),
     )
 
@@ -351,7 +356,10 @@ def _zeek_cip_identity(v: ValidatedRecord) -> NormalizedEvent:
         **_zeek_common(v),
         app_protocol="enip",
         ics=_ics(info, "cip", is_request=r.is_orig),
-        message=f"cip identity {r.vendor_name or ''} {r.product_name or ''} rev {r.revision} {_arrow(v)}",
+        message=(
+            f"cip identity {r.vendor_name or ''} {r.product_name or ''} "
+            f"rev {r.revision} {_arrow(v)}"
+        ),
         details=_details(
             vendor_id=r.vendor_id,
             vendor_name=r.vendor_name,
@@ -495,9 +503,8 @@ def _suricata_modbus(v: ValidatedRecord) -> NormalizedEvent:
 def _suricata_dnp3(v: ValidatedRecord) -> NormalizedEvent:
     r: raw.SuricataDnp3 = v.record
     d = r.dnp3
-    application = d.application or (
-        (d.request or d.response).application if (d.request or d.response) else None
-    )
+    message = d.request or d.response
+    application = d.application or (message.application if message is not None else None)
     info = ics.dnp3_function(application.function_code if application else None)
     kind = d.type or ("request" if d.request else "response" if d.response else None)
     return _Event.build(
@@ -556,7 +563,9 @@ def _platform(v: ValidatedRecord) -> NormalizedEvent:
         app_protocol=app_protocol,
         ics=ics_info,
         identity=f"{r.sensor_id}\0{r.message_id}".encode(),
-        message=f"{app_protocol or 'network'} {name} {r.src.ip}:{r.src.port} -> {r.dst.ip}:{r.dst.port}",
+        message=(
+            f"{app_protocol or 'network'} {name} {r.src.ip}:{r.src.port} -> {r.dst.ip}:{r.dst.port}"
+        ),
         details=dict(r.attributes or {}),
     )
 

@@ -101,7 +101,9 @@ class _ReadLinesFn(beam.DoFn):  # type: ignore[misc]
                 emitted += 1
                 yield line
         except FileNotFoundError as error:
-            yield self._failed(path, NotFoundError(f"input file vanished: {error}", stage="read"), emitted)
+            yield self._failed(
+                path, NotFoundError(f"input file vanished: {error}", stage="read"), emitted
+            )
         except Exception as error:  # an unreadable file is a dead letter, not a crash
             failure = UnexpectedError(
                 f"reading stopped after {emitted} records: {type(error).__name__}: {error}",

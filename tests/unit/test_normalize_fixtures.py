@@ -41,11 +41,25 @@ def test_zeek_modbus_2016() -> None:
     assert len(events) == 300
     first = events[9]
     assert first.time == datetime(2004, 8, 26, 12, 1, 44, 839184, tzinfo=UTC)
-    assert (first.src.ip, first.src.port, first.dst.ip, first.dst.port) == ("10.0.0.57", 2578, "10.0.0.3", 502)
+    assert (first.src.ip, first.src.port, first.dst.ip, first.dst.port) == (
+        "10.0.0.57",
+        2578,
+        "10.0.0.3",
+        502,
+    )
     assert first.ics is not None
-    assert (first.ics.protocol, first.ics.function_code, first.ics.function_name) == ("modbus", 8, "DIAGNOSTICS")
+    assert (first.ics.protocol, first.ics.function_code, first.ics.function_name) == (
+        "modbus",
+        8,
+        "DIAGNOSTICS",
+    )
     assert first.ics.operation == Operation.DIAGNOSTIC
-    assert (first.class_uid, first.category_uid, first.activity_id, first.type_uid) == (4001, 4, 6, 400106)
+    assert (first.class_uid, first.category_uid, first.activity_id, first.type_uid) == (
+        4001,
+        4,
+        6,
+        400106,
+    )
     assert first.connection_uid == "ClEkJM2Vm5giqnMf4h"
     assert first.source.line == 9 and first.source.uri.endswith("zeek_modbus_2016.log")
     write = events[20].ics
@@ -53,7 +67,10 @@ def test_zeek_modbus_2016() -> None:
     exception = events[25].ics
     assert exception is not None
     assert (exception.function_name, exception.is_exception, exception.status) == (
-        "READ_HOLDING_REGISTERS_EXCEPTION", True, "ILLEGAL_DATA_VALUE")
+        "READ_HOLDING_REGISTERS_EXCEPTION",
+        True,
+        "ILLEGAL_DATA_VALUE",
+    )
     operations = {e.ics.function_name: e.ics.operation for e in events.values() if e.ics}
     assert operations["FIRMWARE_REPLACEMENT"] == Operation.PROGRAM
     assert operations["PROGRAM_CONCEPT"] == Operation.PROGRAM
@@ -80,7 +97,11 @@ def test_zeek_modbus_current_and_exceptions() -> None:
     unknown = exceptions[10]
     assert (unknown.src.ip, unknown.dst.ip) == ("192.168.66.235", "166.161.16.230")
     assert unknown.ics is not None
-    assert (unknown.ics.function_code, unknown.ics.is_exception, unknown.ics.status) == (156, True, "ILLEGAL_FUNCTION")
+    assert (unknown.ics.function_code, unknown.ics.is_exception, unknown.ics.status) == (
+        156,
+        True,
+        "ILLEGAL_FUNCTION",
+    )
     assert exceptions[11].ics is not None and exceptions[11].ics.operation == Operation.UNKNOWN
 
 
@@ -94,7 +115,10 @@ def test_zeek_dnp3_current() -> None:
     assert by_name["DISABLE_UNSOLICITED"].ics.operation == Operation.CONTROL
     assert by_name["WRITE"].ics.operation == Operation.WRITE
     unsolicited = events[10]
-    assert unsolicited.ics.function_name == "UNSOLICITED_RESPONSE" and unsolicited.ics.is_request is False
+    assert (
+        unsolicited.ics.function_name == "UNSOLICITED_RESPONSE"
+        and unsolicited.ics.is_request is False
+    )
     assert unsolicited.details["iin"] == "4096"
     assert (unsolicited.src.ip, unsolicited.dst.port) == ("10.0.0.8", 20000)
 
@@ -104,7 +128,10 @@ def test_icsnpp_dnp3_control() -> None:
     select = events[10]
     assert select.ics is not None
     assert (select.ics.function_name, select.ics.operation, select.ics.address_start) == (
-        "SELECT", Operation.CONTROL, 8)
+        "SELECT",
+        Operation.CONTROL,
+        8,
+    )
     assert select.details["block_type"] == "Control Relay Output Block"
     assert select.details["trip_control_code"] == "Close"
     assert events[11].ics.status == "Success" and events[11].ics.is_request is False
@@ -116,10 +143,17 @@ def test_icsnpp_modbus_detailed() -> None:
     coils = events[10].ics
     assert coils is not None
     assert (coils.function_name, coils.unit_id, coils.address_start, coils.address_count) == (
-        "READ_COILS", 4, 1, 1)
+        "READ_COILS",
+        4,
+        1,
+        1,
+    )
     multi = events[24].ics
     assert multi is not None and (multi.function_code, multi.operation, multi.address_count) == (
-        16, Operation.WRITE, 4)
+        16,
+        Operation.WRITE,
+        4,
+    )
     assert events[27].ics.operation == Operation.FILE_TRANSFER
     assert events[22].ics.subfunction == "RETURN_DIAGNOSTIC_REGISTER"
 
@@ -130,7 +164,11 @@ def test_icsnpp_s7comm() -> None:
     setup = events[9]
     assert setup.time == datetime(2016, 2, 8, 22, 8, 9, 930413, tzinfo=UTC)
     assert setup.ics is not None
-    assert (setup.ics.function_code, setup.ics.operation, setup.ics.is_request) == (0xF0, Operation.SESSION, True)
+    assert (setup.ics.function_code, setup.ics.operation, setup.ics.is_request) == (
+        0xF0,
+        Operation.SESSION,
+        True,
+    )
     assert events[11].ics.operation == Operation.DIAGNOSTIC  # user data: Read SZL
     assert events[24].ics.function_name == "START_UPLOAD"
     assert events[24].ics.operation == Operation.PROGRAM  # program upload (T0845)
@@ -145,7 +183,10 @@ def test_icsnpp_s7comm_plus() -> None:
     set_variable = events[12].ics
     assert set_variable is not None
     assert (set_variable.function_code, set_variable.operation, set_variable.is_request) == (
-        0x04F2, Operation.WRITE, True)
+        0x04F2,
+        Operation.WRITE,
+        True,
+    )
     assert (events[12].src.ip, events[12].dst.ip) == ("192.168.0.3", "192.168.0.1")
 
 
@@ -154,7 +195,11 @@ def test_icsnpp_enip_and_cip_identity() -> None:
     assert len(enip) == 269
     first = enip[9]
     assert first.ics is not None
-    assert (first.ics.protocol, first.ics.function_code, first.ics.status) == ("enip", 0x70, "Success")
+    assert (first.ics.protocol, first.ics.function_code, first.ics.status) == (
+        "enip",
+        0x70,
+        "Success",
+    )
     assert first.details["session_handle"] == "0x11020100"
     identity = events_of("icsnpp_enip_cip_identity.log")[9]
     assert identity.details["product_name"] == "1756-ENBT/A"
@@ -170,7 +215,10 @@ def test_icsnpp_bacnet() -> None:
     request = events[10]
     assert request.ics is not None
     assert (request.ics.function_name, request.ics.operation, request.ics.is_request) == (
-        "read_property", Operation.READ, True)
+        "read_property",
+        Operation.READ,
+        True,
+    )
     assert request.transport == "udp"
     assert events[11].ics.operation == Operation.RESPONSE
     assert events[81].ics.function_name == "who_is"
@@ -178,7 +226,11 @@ def test_icsnpp_bacnet() -> None:
 
 def test_opcua_conn_ipv6() -> None:
     events = events_of("icsnpp_opcua_conn.log", fix_ts=True)
-    assert (events[9].src.ip, events[9].dst.port, events[9].app_protocol) == ("::1", 4840, "opcua-binary")
+    assert (events[9].src.ip, events[9].dst.port, events[9].app_protocol) == (
+        "::1",
+        4840,
+        "opcua-binary",
+    )
 
 
 @pytest.mark.parametrize(
@@ -199,7 +251,11 @@ def test_canonified_timestamps_are_dead_letters(name: str) -> None:
     for line in lines:
         letter = run_stages(line)
         assert isinstance(letter, DeadLetter)
-        assert (letter.stage, letter.error_class, letter.field) == ("validate", "ValidationError", "ts")
+        assert (letter.stage, letter.error_class, letter.field) == (
+            "validate",
+            "ValidationError",
+            "ts",
+        )
         assert "XXXXXXXXXX.XXXXXX" in letter.message
         assert letter.payload == line.payload and letter.source == line.source
         assert letter.context is not None and "#fields" in letter.context
@@ -229,9 +285,17 @@ def test_real_suricata_eve_alert_and_flow() -> None:
     assert alert.detection.title.startswith("ET POLICY GNU/Linux APT User-Agent")  # \/ unescaped
     assert alert.severity_id == 2  # Suricata severity 3 -> OCSF Low
     assert (alert.src.ip, alert.dst.ip, alert.dst.port, alert.transport) == (
-        "172.17.0.2", "54.230.202.37", 80, "tcp")
+        "172.17.0.2",
+        "54.230.202.37",
+        80,
+        "tcp",
+    )
     assert alert.connection_uid == "1501577875823823"
-    flows = [r for r in results.values() if isinstance(r, NormalizedEvent) and r.source_kind == "suricata.flow"]
+    flows = [
+        r
+        for r in results.values()
+        if isinstance(r, NormalizedEvent) and r.source_kind == "suricata.flow"
+    ]
     assert len(flows) == 13
     icmp = [f for f in flows if f.transport == "ipv6-icmp"]
     assert len(icmp) == 2 and all(f.src.port is None for f in icmp)
@@ -241,8 +305,10 @@ def test_real_suricata_eve_alert_and_flow() -> None:
     # DNS, HTTP, fileinfo and stats records are kinds otsec does not read: dead letters that say so.
     skipped = [r for r in results.values() if isinstance(r, DeadLetter)]
     assert len(skipped) == 48 + 14 + 14 + 1
-    assert all(d.stage == "decode" and "supported suricata kinds: alert, dnp3, flow, modbus" in d.message
-               for d in skipped)
+    assert all(
+        d.stage == "decode" and "supported suricata kinds: alert, dnp3, flow, modbus" in d.message
+        for d in skipped
+    )
 
 
 def test_real_zeek_json_modbus_with_iso_timestamps() -> None:

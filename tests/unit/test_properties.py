@@ -17,8 +17,13 @@ from transforms.sources import read_lines
 
 REAL_LINES: list[RawLine] = [
     line
-    for name in ("zeek_modbus_2016.log", "icsnpp_s7comm_snap7.log", "icsnpp_enip_enip.log",
-                 "icsnpp_s7comm_plus.log", "zeek_modbus_conn_2016.log")
+    for name in (
+        "zeek_modbus_2016.log",
+        "icsnpp_s7comm_snap7.log",
+        "icsnpp_enip_enip.log",
+        "icsnpp_s7comm_plus.log",
+        "zeek_modbus_conn_2016.log",
+    )
     for line in list(read_lines(str(ZEEK_TSV / name)))[:40]
 ]
 JSON_LINES = [
@@ -46,7 +51,11 @@ def _accounted(line: RawLine) -> None:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(payload=st.binary(max_size=300), with_header=st.booleans(), index=st.integers(0, len(REAL_LINES) - 1))
+@given(
+    payload=st.binary(max_size=300),
+    with_header=st.booleans(),
+    index=st.integers(0, len(REAL_LINES) - 1),
+)
 def test_arbitrary_bytes_are_accounted_for(payload: bytes, with_header: bool, index: int) -> None:
     context = REAL_LINES[index].context if with_header else None
     _accounted(raw_line(payload.replace(b"\n", b""), context))
@@ -55,11 +64,11 @@ def test_arbitrary_bytes_are_accounted_for(payload: bytes, with_header: bool, in
 def _mutate(data: bytes, position: int, action: str, value: bytes) -> bytes:
     position = position % (len(data) + 1)
     if action == "replace":
-        return data[:position] + value + data[position + len(value):]
+        return data[:position] + value + data[position + len(value) :]
     if action == "insert":
         return data[:position] + value + data[position:]
     if action == "delete":
-        return data[:position] + data[position + max(1, len(value)):]
+        return data[:position] + data[position + max(1, len(value)) :]
     return data[:position]  # truncate
 
 
@@ -70,15 +79,37 @@ def _mutate(data: bytes, position: int, action: str, value: bytes) -> bytes:
     action=st.sampled_from(["replace", "insert", "delete", "truncate"]),
     value=st.one_of(
         st.binary(min_size=1, max_size=8),
-        st.sampled_from([b"\t", b"-", b"(empty)", b"XXXXXXXXXX.XXXXXX", b"99999", b"-1",
-                         b'"', b"{", b"}", b"null", b"1e309", b"\\x09", b"\xff", b"T", b","]),
+        st.sampled_from(
+            [
+                b"\t",
+                b"-",
+                b"(empty)",
+                b"XXXXXXXXXX.XXXXXX",
+                b"99999",
+                b"-1",
+                b'"',
+                b"{",
+                b"}",
+                b"null",
+                b"1e309",
+                b"\\x09",
+                b"\xff",
+                b"T",
+                b",",
+            ]
+        ),
     ),
 )
-def test_mutated_real_lines_are_accounted_for(index: int, position: int, action: str, value: bytes) -> None:
+def test_mutated_real_lines_are_accounted_for(
+    index: int, position: int, action: str, value: bytes
+) -> None:
     if index < len(REAL_LINES):
         base = REAL_LINES[index]
-        line = RawLine(payload=_mutate(base.payload, position, action, value).replace(b"\n", b""),
-                       source=base.source, context=base.context)
+        line = RawLine(
+            payload=_mutate(base.payload, position, action, value).replace(b"\n", b""),
+            source=base.source,
+            context=base.context,
+        )
     else:
         payload = _mutate(JSON_LINES[index - len(REAL_LINES)], position, action, value)
         line = raw_line(payload.replace(b"\n", b""))
@@ -93,10 +124,16 @@ def test_unmutated_json_lines_are_events() -> None:
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payloads=st.lists(st.binary(max_size=120), min_size=1, max_size=60))
 def test_pipeline_conserves_arbitrary_input(payloads: list[bytes]) -> None:
-    lines = [raw_line(p.replace(b"\n", b""), REAL_LINES[0].context, line=i) for i, p in enumerate(payloads)]
+    lines = [
+        raw_line(p.replace(b"\n", b""), REAL_LINES[0].context, line=i)
+        for i, p in enumerate(payloads)
+    ]
     lines += REAL_LINES[:5]
     pipeline = TestPipeline()
     events, dead = pipeline | beam.Create(lines) | EventStages()
-    total = (events | "E" >> beam.Map(lambda _: 1), dead | "D" >> beam.Map(lambda _: 1)) | beam.Flatten()
+    total = (
+        events | "E" >> beam.Map(lambda _: 1),
+        dead | "D" >> beam.Map(lambda _: 1),
+    ) | beam.Flatten()
     assert_that(total | beam.combiners.Count.Globally(), equal_to([len(lines)]))
     pipeline.run().wait_until_finish()

@@ -1,4 +1,4 @@
-"""The record types: every raw kind the sensors send is defined, and the committed JSON Schemas match them."""
+"""Record types: every raw kind is defined, and the committed JSON Schemas match them."""
 
 from __future__ import annotations
 
@@ -12,8 +12,21 @@ from schemas.raw import KIND_TYPES
 
 def test_every_required_kind_is_defined() -> None:
     required = {
-        *(f"zeek.{log}" for log in ("conn", "modbus", "dnp3", "s7comm", "s7comm_plus", "enip", "cip",
-                                    "bacnet", "modbus_detailed", "dnp3_control")),
+        *(
+            f"zeek.{log}"
+            for log in (
+                "conn",
+                "modbus",
+                "dnp3",
+                "s7comm",
+                "s7comm_plus",
+                "enip",
+                "cip",
+                "bacnet",
+                "modbus_detailed",
+                "dnp3_control",
+            )
+        ),
         *(f"suricata.{kind}" for kind in ("alert", "flow", "modbus", "dnp3")),
         "platform.v1",
     }
@@ -28,7 +41,8 @@ def test_committed_json_schemas_have_not_drifted(tmp_path) -> None:
     for name in fresh:
         with open(tmp_path / name) as new, open(os.path.join(COMMITTED_DIR, name)) as old:
             assert json.load(new) == json.load(old), (
-                f"{name} drifted: run `otsec schema export schemas/json` and commit the result")
+                f"{name} drifted: run `otsec schema export schemas/json` and commit the result"
+            )
 
 
 def test_schemas_carry_constraints() -> None:
@@ -39,8 +53,15 @@ def test_schemas_carry_constraints() -> None:
 
 
 def test_error_hierarchy() -> None:
-    assert set(ERROR_CLASSES) == {"ValidationError", "AuthenticationError", "AuthorizationError",
-                                  "NotFoundError", "DatabaseError", "ExternalAPIError", "UnexpectedError"}
+    assert set(ERROR_CLASSES) == {
+        "ValidationError",
+        "AuthenticationError",
+        "AuthorizationError",
+        "NotFoundError",
+        "DatabaseError",
+        "ExternalAPIError",
+        "UnexpectedError",
+    }
     assert all(issubclass(cls, OtsecError) for cls in ERROR_CLASSES.values())
     assert DatabaseError.retriable and not ValidationError.retriable
     error = ValidationError("bad port", stage="validate", field="id.orig_p", source="modbus.log:12")

@@ -86,7 +86,7 @@ def test_platform_envelope_ranges() -> None:
     ok = validate_record(decode_line(raw_line(msgspec.json.encode(base))))
     assert ok.record.ics.function_code == 3
     bad_code = base | {"ics": {"protocol": "modbus", "function_code": 300}}
-    with pytest.raises(ValidationError, match="out of range 0..255") as caught:
+    with pytest.raises(ValidationError, match=r"out of range 0\.\.255") as caught:
         validate_record(decode_line(raw_line(msgspec.json.encode(bad_code))))
     assert caught.value.field == "ics.function_code"
     bad_port = base | {"src": {"ip": "10.20.0.5", "port": "http"}}
