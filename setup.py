@@ -21,13 +21,14 @@ setup(
         "schemas": ["py.typed", "json/*.json"],
     },
     install_requires=[
-        # One Beam version everywhere: the Flink job server must match it exactly.
-        "apache-beam[aws]==2.77.0",
+        # One Beam version everywhere: 2.62.0 is the newest release whose Flink 1.19 runner,
+        # job service and Kinesis IO all resolve from the Maven Central mirror this project uses.
+        "apache-beam[aws]==2.62.0",
         "msgspec>=0.19,<0.23",
         "clickhouse-connect>=0.8,<2",
         "psycopg[binary]>=3.2,<3.4",
         "psycopg-pool>=3.2,<3.4",
-        "pyarrow>=16,<27",
+        "pyarrow>=16,<17",  # Beam 2.62 caps pyarrow below 17
         "requests>=2.31,<3",
         "PyYAML>=6,<7",
         # pandas 3 breaks apache_beam.dataframe; Beam itself does not cap it.

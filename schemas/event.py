@@ -13,7 +13,7 @@ from enum import IntEnum, StrEnum
 
 import msgspec
 
-from schemas.records import SourcePosition
+from schemas.records import SourceFormat, SourcePosition
 
 __all__ = [
     "ActivityId",
@@ -25,13 +25,6 @@ __all__ = [
     "SeverityId",
     "SourceFormat",
 ]
-
-
-class SourceFormat(StrEnum):
-    ZEEK_TSV = "zeek_tsv"
-    ZEEK_JSON = "zeek_json"
-    SURICATA_EVE = "suricata_eve"
-    PLATFORM_JSON = "platform_json"
 
 
 class Operation(StrEnum):
@@ -74,14 +67,14 @@ class ActivityId(IntEnum):
     OTHER = 99
 
 
-class NetworkEndpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class NetworkEndpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """An OCSF network endpoint: the address in canonical text form, and the port."""
 
     ip: str
     port: int | None = None
 
 
-class IcsActivity(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class IcsActivity(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """What an industrial-protocol message asked for."""
 
     protocol: str
@@ -97,7 +90,7 @@ class IcsActivity(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     status: str | None = None
 
 
-class DetectionInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class DetectionInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """A sensor's own detection (a Suricata signature) carried on a Detection Finding."""
 
     rule_uid: str
@@ -106,7 +99,7 @@ class DetectionInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     sensor_severity: int | None = None
 
 
-class NormalizedEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class NormalizedEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One observation in the OCSF-aligned model every later stage works on."""
 
     event_id: str

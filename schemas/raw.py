@@ -54,7 +54,7 @@ Text = Annotated[str, Meta(max_length=4096)]
 PLATFORM_SCHEMA = "robotlab.sensor/v1"
 
 
-class _Record(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class _Record(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """Base of every raw kind."""
 
 
@@ -248,7 +248,7 @@ class _SuricataRecord(_Record, frozen=True, kw_only=True):
     community_id: Text | None = None
 
 
-class SuricataAlertInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class SuricataAlertInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     action: Text | None = None
     gid: Count | None = None
     signature_id: Count
@@ -265,7 +265,7 @@ class SuricataAlert(_SuricataRecord, frozen=True, kw_only=True):
     alert: SuricataAlertInfo
 
 
-class SuricataFlowInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class SuricataFlowInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     pkts_toserver: Count | None = None
     pkts_toclient: Count | None = None
     bytes_toserver: Count | None = None
@@ -284,23 +284,27 @@ class SuricataFlow(_SuricataRecord, frozen=True, kw_only=True):
     flow: SuricataFlowInfo
 
 
-class SuricataModbusRead(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class SuricataModbusRead(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     address: Annotated[int, Meta(ge=0, le=65535)] | None = None
     quantity: Annotated[int, Meta(ge=0, le=65535)] | None = None
 
 
-class SuricataModbusWrite(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class SuricataModbusWrite(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     address: Annotated[int, Meta(ge=0, le=65535)] | None = None
-    data: Annotated[int, Meta(ge=0, le=65535)] | None = None
+    # One register value for single writes; Suricata writes the escaped bytes of
+    # Write Multiple Registers/Coils as a string (rust/src/modbus/log.rs).
+    data: Annotated[int, Meta(ge=0, le=65535)] | Text | None = None
 
 
-class SuricataModbusCode(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class SuricataModbusCode(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     code: Text | None = None
     raw: Byte | None = None
     data: Text | None = None
 
 
-class SuricataModbusMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class SuricataModbusMessage(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False
+):
     transaction_id: Annotated[int, Meta(ge=0, le=65535)] | None = None
     protocol_id: Annotated[int, Meta(ge=0, le=65535)] | None = None
     unit_id: UnitId | None = None
@@ -316,7 +320,7 @@ class SuricataModbusMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defa
     exception: SuricataModbusCode | None = None
 
 
-class SuricataModbusInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class SuricataModbusInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     id: Count | None = None
     request: SuricataModbusMessage | None = None
     response: SuricataModbusMessage | None = None
@@ -328,12 +332,14 @@ class SuricataModbus(_SuricataRecord, frozen=True, kw_only=True):
     modbus: SuricataModbusInfo
 
 
-class SuricataDnp3Application(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class SuricataDnp3Application(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False
+):
     function_code: Byte
     complete: bool | None = None
 
 
-class SuricataDnp3Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class SuricataDnp3Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     type: Text | None = None
     src: Annotated[int, Meta(ge=0, le=65535)] | None = None
     dst: Annotated[int, Meta(ge=0, le=65535)] | None = None
@@ -351,12 +357,12 @@ class SuricataDnp3(_SuricataRecord, frozen=True, kw_only=True):
     dnp3: SuricataDnp3Info
 
 
-class PlatformEndpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class PlatformEndpoint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     ip: Address
     port: Port | None = None
 
 
-class PlatformIcs(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class PlatformIcs(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     protocol: Literal["modbus", "dnp3", "s7comm", "s7comm_plus", "enip", "cip", "bacnet", "opcua"]
     function_code: Annotated[int, Meta(ge=0, le=65535)] | None = None
     function: Text | None = None

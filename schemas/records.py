@@ -6,14 +6,24 @@ turn a failure into a dead letter that keeps the payload byte for byte.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import msgspec
 
-__all__ = ["DecodedRecord", "RawLine", "SourcePosition", "ValidatedRecord"]
+__all__ = ["DecodedRecord", "RawLine", "SourceFormat", "SourcePosition", "ValidatedRecord"]
 
 
-class SourcePosition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class SourceFormat(StrEnum):
+    """The wire format a record arrived in."""
+
+    ZEEK_TSV = "zeek_tsv"
+    ZEEK_JSON = "zeek_json"
+    SURICATA_EVE = "suricata_eve"
+    PLATFORM_JSON = "platform_json"
+
+
+class SourcePosition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """Where a record came from: a file and line, or a stream, shard and sequence number."""
 
     uri: str
@@ -30,7 +40,7 @@ class SourcePosition(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
         return self.uri
 
 
-class RawLine(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class RawLine(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One record's bytes as a source read them, before anything is known about them.
 
     ``context`` holds the Zeek TSV directive lines (``#separator`` ... ``#types``)
@@ -43,19 +53,19 @@ class RawLine(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     context: tuple[bytes, ...] | None = None
 
 
-class DecodedRecord(msgspec.Struct, frozen=True, kw_only=True):
+class DecodedRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A record whose format and kind are known, with its fields still untyped."""
 
     kind: str
-    source_format: str
+    source_format: SourceFormat
     fields: dict[str, Any]
     origin: RawLine
 
 
-class ValidatedRecord(msgspec.Struct, frozen=True, kw_only=True):
+class ValidatedRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A record that conforms to the typed definition of its kind (`schemas.raw`)."""
 
     kind: str
-    source_format: str
+    source_format: SourceFormat
     record: Any
     origin: RawLine

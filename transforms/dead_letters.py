@@ -7,12 +7,11 @@ the same records.
 
 from __future__ import annotations
 
-import os
-
 import apache_beam as beam
 import msgspec
 
 from schemas.dead_letter import DeadLetter
+from transforms.sinks import WriteJsonLines
 
 __all__ = ["WriteDeadLetters", "encode_dead_letter", "read_dead_letters"]
 
@@ -34,15 +33,11 @@ def read_dead_letters(paths: list[str]) -> list[DeadLetter]:
 
 
 class WriteDeadLetters(beam.PTransform):  # type: ignore[misc]
-    """Write dead letters as ``<directory>/dead_letters-SSSSS-of-NNNNN.jsonl``."""
+    """Write dead letters as ``<directory>/dead_letters-*.jsonl``."""
 
     def __init__(self, directory: str) -> None:
         super().__init__()
-        self._prefix = os.path.join(directory, "dead_letters")
+        self._directory = directory
 
-    def expand(self, letters: beam.PCollection) -> beam.pvalue.PDone:
-        return (
-            letters
-            | "EncodeDeadLetters" >> beam.Map(encode_dead_letter)
-            | "WriteDeadLetterFiles" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl")
-        )
+    def expand(self, letters: beam.PCollection) -> beam.PCollection:
+        return letters | "WriteDeadLetterFiles" >> WriteJsonLines(self._directory, "dead_letters")

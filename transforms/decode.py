@@ -17,7 +17,7 @@ import msgspec
 
 from schemas.errors import ValidationError
 from schemas.raw import KIND_TYPES, PLATFORM_SCHEMA
-from schemas.records import DecodedRecord, RawLine
+from schemas.records import DecodedRecord, RawLine, SourceFormat
 from transforms._stage import StageFn, stage_outputs
 
 __all__ = [
@@ -166,29 +166,39 @@ def _utf8(payload: bytes) -> str:
 def _decode_zeek_tsv(payload: bytes, header: ZeekHeader) -> dict[str, Any]:
     text = _utf8(payload)
     values = text.split(header.separator)
-    if len(values) != len(header.fields):
+    fields = header.fields
+    if len(values) != len(fields):
         raise ValidationError(
             f"Zeek {header.path or 'log'} line has {len(values)} columns but its #fields "
-            f"header names {len(header.fields)}",
+            f"header names {len(fields)}",
             stage="decode",
         )
+    # Most values need no translation: build the record in C, then fix the few that do.
+    record: dict[str, Any] = dict(zip(fields, values, strict=True))
     unset, empty = header.unset_field, header.empty_field
-    bools, containers = header.bool_columns, header.container_columns
-    record: dict[str, Any] = {}
-    for i, (name, value) in enumerate(zip(header.fields, values, strict=True)):
-        if value == unset:
-            record[name] = None
-        elif i in containers:
-            record[name] = (
-                [] if value == empty else [_unescape(v) for v in value.split(header.set_separator)]
-            )
-        elif value == empty:
-            record[name] = ""
-        elif i in bools:
-            # Zeek writes T/F; anything else stays a string for Validate to reject.
-            record[name] = True if value == "T" else False if value == "F" else value
-        else:
-            record[name] = _unescape(value)
+    if "\\x" in text:
+        for name, value in record.items():
+            if "\\x" in value:
+                record[name] = _unescape(value)
+    if unset in values:
+        for i, value in enumerate(values):
+            if value == unset:
+                record[fields[i]] = None
+    if empty in values:
+        for i, value in enumerate(values):
+            if value == empty:
+                record[fields[i]] = [] if i in header.container_columns else ""
+    for i in header.container_columns:
+        value = values[i]
+        if value != unset and value != empty:
+            record[fields[i]] = [_unescape(v) for v in value.split(header.set_separator)]
+    for i in header.bool_columns:
+        # Zeek writes T/F; anything else stays a string for Validate to reject.
+        value = values[i]
+        if value == "T":
+            record[fields[i]] = True
+        elif value == "F":
+            record[fields[i]] = False
     return record
 
 
@@ -212,7 +222,7 @@ def _flatten_id(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _decode_json(payload: bytes) -> tuple[str, str, dict[str, Any]]:
+def _decode_json(payload: bytes) -> tuple[str, SourceFormat, dict[str, Any]]:
     try:
         record = msgspec.json.decode(payload)
     except (msgspec.DecodeError, UnicodeDecodeError) as error:
@@ -231,9 +241,9 @@ def _decode_json(payload: bytes) -> tuple[str, str, dict[str, Any]]:
                 stage="decode",
                 field="schema",
             )
-        return "platform.v1", "platform_json", record
+        return "platform.v1", SourceFormat.PLATFORM_JSON, record
     if "event_type" in record:
-        return f"suricata.{record['event_type']}", "suricata_eve", record
+        return f"suricata.{record['event_type']}", SourceFormat.SURICATA_EVE, record
     if "ts" in record or "_path" in record:
         record = _flatten_id(record)
         log = _zeek_json_kind(record)
@@ -243,7 +253,7 @@ def _decode_json(payload: bytes) -> tuple[str, str, dict[str, Any]]:
                 stage="decode",
                 field="_path",
             )
-        return f"zeek.{log}", "zeek_json", record
+        return f"zeek.{log}", SourceFormat.ZEEK_JSON, record
     raise ValidationError(
         "unknown record kind: JSON object has no schema, event_type, _path or ts field",
         stage="decode",
@@ -270,7 +280,7 @@ def decode_line(line: RawLine, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
         if header.path is None:
             raise ValidationError("Zeek TSV header has no #path", stage="decode", field="#path")
         fields = _decode_zeek_tsv(payload, header)
-        kind, source_format = f"zeek.{header.path}", "zeek_tsv"
+        kind, source_format = f"zeek.{header.path}", SourceFormat.ZEEK_TSV
     else:
         if payload.lstrip()[:1] in (b"[", b'"') or payload.strip().isdigit():
             raise ValidationError("JSON record must be an object", stage="decode")

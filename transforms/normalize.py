@@ -2,9 +2,9 @@
 
 Each raw kind has a small mapping function. Function codes are named and put in
 an operation category by `transforms.ics_protocols`. The ``event_id`` is a hash
-of the record's identity (its kind and canonical content, or the platform
-agent's message id), so a redelivered record gets the same id and Deduplicate
-can drop it.
+of the record's identity (its kind and original bytes, or the platform agent's
+sensor and message ids), so a redelivered record gets the same id and
+Deduplicate can drop it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import apache_beam as beam
-import msgspec
 
 from schemas import raw
 from schemas.event import (
@@ -25,7 +24,6 @@ from schemas.event import (
     NetworkEndpoint,
     NormalizedEvent,
     SeverityId,
-    SourceFormat,
 )
 from schemas.records import RawLine, ValidatedRecord
 from transforms import ics_protocols as ics
@@ -37,7 +35,6 @@ __all__ = ["Normalize", "event_id_for", "normalize_record"]
 NETWORK_ACTIVITY = 4001
 DETECTION_FINDING = 2004
 _CATEGORY = {NETWORK_ACTIVITY: 4, DETECTION_FINDING: 2}
-_encode = msgspec.json.Encoder().encode
 
 # Zeek conn_state -> OCSF activity (see Zeek's conn.log documentation).
 _CONN_ACTIVITY = {
@@ -56,14 +53,13 @@ _SURICATA_SEVERITY = {1: SeverityId.HIGH, 2: SeverityId.MEDIUM, 3: SeverityId.LO
 
 
 def event_id_for(kind: str, identity: bytes) -> str:
-    """A 128-bit hex id from a record kind and its identity bytes."""
-    digest = hashlib.blake2b(kind.encode(), digest_size=16)
-    digest.update(b"\0")
-    digest.update(identity)
-    return digest.hexdigest()
+    """A 128-bit hex id from a record kind and its identity bytes (BLAKE2b keyed by the kind)."""
+    return hashlib.blake2b(identity, digest_size=16, key=kind.encode()).hexdigest()
 
 
 def _utc(value: float | datetime) -> datetime:
+    if value.__class__ is float:
+        return datetime.fromtimestamp(value, UTC)  # type: ignore[arg-type]
     if isinstance(value, datetime):
         return value.astimezone(UTC)
     return datetime.fromtimestamp(value, UTC)
@@ -75,73 +71,111 @@ def _endpoint(ip: str, port: int | None) -> NetworkEndpoint:
 
 def _details(**values: Any) -> dict[str, str]:
     return {
-        k: v if isinstance(v, str) else str(v) for k, v in values.items() if v not in (None, "")
+        k: v if v.__class__ is str else str(v)
+        for k, v in values.items()
+        if v is not None and v != ""
     }
 
 
-def _ics(info: ics.FunctionInfo, protocol: str, **extra: Any) -> IcsActivity:
+def _ics(
+    info: ics.FunctionInfo,
+    protocol: str,
+    is_request: bool | None = None,
+    unit_id: int | None = None,
+    address_start: int | None = None,
+    address_count: int | None = None,
+    subfunction: str | None = None,
+    status: str | None = None,
+) -> IcsActivity:
     return IcsActivity(
         protocol=protocol,
         function_code=info.code,
         function_name=info.name,
         operation=info.operation,
         is_exception=info.is_exception,
-        **extra,
+        is_request=is_request,
+        unit_id=unit_id,
+        address_start=address_start,
+        address_count=address_count,
+        subfunction=subfunction,
+        status=status,
     )
 
 
-class _Event:
-    """Collects the parts of one event; `build` fills in the OCSF bookkeeping."""
-
-    __slots__ = ()
-
-    @staticmethod
-    def build(
-        validated: ValidatedRecord,
-        *,
-        time: datetime,
-        src: NetworkEndpoint,
-        dst: NetworkEndpoint,
-        message: str,
-        observer: str,
-        identity: bytes | None = None,
-        class_uid: int = NETWORK_ACTIVITY,
-        activity_id: int = ActivityId.TRAFFIC,
-        severity_id: int = SeverityId.INFORMATIONAL,
-        **rest: Any,
-    ) -> NormalizedEvent:
-        kind = validated.kind
-        if identity is None:
-            identity = _encode(validated.record)
-        return NormalizedEvent(
-            event_id=event_id_for(kind, identity),
-            time=time,
-            class_uid=class_uid,
-            category_uid=_CATEGORY[class_uid],
-            activity_id=activity_id,
-            type_uid=class_uid * 100 + activity_id,
-            severity_id=severity_id,
-            source_format=SourceFormat(validated.source_format),
-            source_kind=kind,
-            observer=observer,
-            message=message,
-            src=src,
-            dst=dst,
-            source=validated.origin.source,
-            **rest,
-        )
-
-
-def _zeek_common(v: ValidatedRecord) -> dict[str, Any]:
+def _zeek_event(
+    v: ValidatedRecord,
+    *,
+    message: str,
+    details: dict[str, str],
+    app_protocol: str | None,
+    ics: IcsActivity | None = None,
+    transport: str = "tcp",
+    activity_id: int = ActivityId.TRAFFIC,
+) -> NormalizedEvent:
+    """An OCSF Network Activity event from a Zeek record (orig is the source)."""
     r = v.record
-    return {
-        "time": _utc(r.ts),
-        "src": _endpoint(r.orig_h, r.orig_p),
-        "dst": _endpoint(r.resp_h, r.resp_p),
-        "observer": "zeek",
-        "connection_uid": r.uid,
-        "transport": "tcp",
-    }
+    return NormalizedEvent(
+        event_id=event_id_for(v.kind, v.origin.payload),
+        time=_utc(r.ts),
+        class_uid=NETWORK_ACTIVITY,
+        category_uid=4,
+        activity_id=activity_id,
+        type_uid=NETWORK_ACTIVITY * 100 + activity_id,
+        severity_id=SeverityId.INFORMATIONAL,
+        source_format=v.source_format,
+        source_kind=v.kind,
+        observer="zeek",
+        message=message,
+        src=_endpoint(r.orig_h, r.orig_p),
+        dst=_endpoint(r.resp_h, r.resp_p),
+        source=v.origin.source,
+        transport=transport,
+        connection_uid=r.uid,
+        app_protocol=app_protocol,
+        ics=ics,
+        details=details,
+    )
+
+
+def _suricata_event(
+    v: ValidatedRecord,
+    *,
+    message: str,
+    details: dict[str, str],
+    app_protocol: str | None = None,
+    ics: IcsActivity | None = None,
+    class_uid: int = NETWORK_ACTIVITY,
+    activity_id: int = ActivityId.TRAFFIC,
+    severity_id: int = SeverityId.INFORMATIONAL,
+    detection: DetectionInfo | None = None,
+) -> NormalizedEvent:
+    """An OCSF event from a Suricata EVE record."""
+    r = v.record
+    if app_protocol is None and r.app_proto and r.app_proto != "failed":
+        app_protocol = r.app_proto
+    return NormalizedEvent(
+        event_id=event_id_for(v.kind, v.origin.payload),
+        time=r.timestamp.astimezone(UTC),
+        class_uid=class_uid,
+        category_uid=_CATEGORY[class_uid],
+        activity_id=activity_id,
+        type_uid=class_uid * 100 + activity_id,
+        severity_id=severity_id,
+        source_format=v.source_format,
+        source_kind=v.kind,
+        observer="suricata",
+        message=message,
+        src=_endpoint(r.src_ip, r.src_port),
+        dst=_endpoint(r.dest_ip, r.dest_port),
+        source=v.origin.source,
+        sensor=r.host,
+        transport=r.proto.lower() if r.proto else None,
+        connection_uid=str(r.flow_id) if r.flow_id is not None else None,
+        app_protocol=app_protocol,
+        ics=ics,
+        detection=detection,
+        details=details,
+    )
 
 
 def _arrow(v: ValidatedRecord) -> str:
@@ -151,11 +185,10 @@ def _arrow(v: ValidatedRecord) -> str:
 
 def _zeek_conn(v: ValidatedRecord) -> NormalizedEvent:
     r: raw.ZeekConn = v.record
-    common = _zeek_common(v) | {"transport": r.proto}
     service = r.service or None
-    return _Event.build(
+    return _zeek_event(
         v,
-        **common,
+        transport=r.proto,
         activity_id=_CONN_ACTIVITY.get(r.conn_state or "", ActivityId.TRAFFIC),
         app_protocol=service,
         message=(
@@ -175,9 +208,8 @@ def _zeek_modbus(v: ValidatedRecord) -> NormalizedEvent:
     r: raw.ZeekModbus = v.record
     info = ics.modbus_function(r.func)
     is_request = None if r.pdu_type is None else r.pdu_type == "REQ"
-    return _Event.build(
+    return _zeek_event(
         v,
-        **_zeek_common(v),
         app_protocol="modbus",
         ics=_ics(info, "modbus", is_request=is_request, unit_id=r.unit, status=r.exception),
         message=f"modbus {info.name} {_arrow(v)}"
@@ -199,9 +231,8 @@ def _zeek_modbus_detailed(v: ValidatedRecord) -> NormalizedEvent:
     elif r.mei_type:
         mei = ics.modbus_mei_type(r.mei_type)
         subfunction = mei.name
-    return _Event.build(
+    return _zeek_event(
         v,
-        **_zeek_common(v),
         app_protocol="modbus",
         ics=_ics(
             info,
@@ -226,9 +257,8 @@ def _zeek_modbus_detailed(v: ValidatedRecord) -> NormalizedEvent:
 def _zeek_dnp3(v: ValidatedRecord) -> NormalizedEvent:
     r: raw.ZeekDnp3 = v.record
     info = ics.dnp3_function(r.fc_request or r.fc_reply)
-    return _Event.build(
+    return _zeek_event(
         v,
-        **_zeek_common(v),
         app_protocol="dnp3",
         ics=_ics(info, "dnp3", is_request=bool(r.fc_request)),
         message=f"dnp3 {info.name} {_arrow(v)}",
@@ -239,9 +269,8 @@ def _zeek_dnp3(v: ValidatedRecord) -> NormalizedEvent:
 def _zeek_dnp3_control(v: ValidatedRecord) -> NormalizedEvent:
     r: raw.ZeekDnp3Control = v.record
     info = ics.dnp3_function(r.function_code)
-    return _Event.build(
+    return _zeek_event(
         v,
-        **_zeek_common(v),
         app_protocol="dnp3",
         ics=_ics(
             info,
@@ -279,9 +308,8 @@ def _s7_is_request(rosctr: int | None, function_code: str | None) -> bool | None
 def _zeek_s7comm(v: ValidatedRecord) -> NormalizedEvent:
     r: raw.ZeekS7comm = v.record
     info = ics.s7comm_function(r.function_code, r.subfunction_code, r.rosctr_code)
-    return _Event.build(
+    return _zeek_event(
         v,
-        **_zeek_common(v),
         app_protocol="s7comm",
         ics=_ics(
             info,
@@ -306,9 +334,8 @@ def _zeek_s7comm_plus(v: ValidatedRecord) -> NormalizedEvent:
     info = ics.s7comm_plus_function(r.function_code, r.opcode)
     opcode = (r.opcode or "").lower()
     is_request = True if opcode == "0x31" else False if opcode == "0x32" else None
-    return _Event.build(
+    return _zeek_event(
         v,
-        **_zeek_common(v),
         app_protocol="s7comm_plus",
         ics=_ics(info, "s7comm_plus", is_request=is_request),
         message=f"s7comm-plus {r.opcode_name or ''} {info.name} {_arrow(v)}",
@@ -319,9 +346,8 @@ def _zeek_s7comm_plus(v: ValidatedRecord) -> NormalizedEvent:
 def _zeek_enip(v: ValidatedRecord) -> NormalizedEvent:
     r: raw.ZeekEnip = v.record
     info = ics.enip_command(r.enip_command_code)
-    return _Event.build(
+    return _zeek_event(
         v,
-        **_zeek_common(v),
         app_protocol="enip",
         ics=_ics(info, "enip", is_request=r.is_orig, status=r.enip_status),
         message=f"enip {info.name} {_arrow(v)}",
@@ -332,9 +358,8 @@ def _zeek_enip(v: ValidatedRecord) -> NormalizedEvent:
 def _zeek_cip(v: ValidatedRecord) -> NormalizedEvent:
     r: raw.ZeekCip = v.record
     info = ics.cip_service(r.cip_service_code, r.class_id, response=r.direction)
-    return _Event.build(
+    return _zeek_event(
         v,
-        **_zeek_common(v),
         app_protocol="cip",
         ics=_ics(info, "cip", is_request=r.is_orig, status=r.cip_status),
         message=f"cip {info.name} {r.class_name or ''} {_arrow(v)}",
@@ -351,9 +376,8 @@ def _zeek_cip(v: ValidatedRecord) -> NormalizedEvent:
 def _zeek_cip_identity(v: ValidatedRecord) -> NormalizedEvent:
     r: raw.ZeekCipIdentity = v.record
     info = ics.enip_command(0x63)  # identity records answer a List Identity request
-    return _Event.build(
+    return _zeek_event(
         v,
-        **_zeek_common(v),
         app_protocol="enip",
         ics=_ics(info, "cip", is_request=r.is_orig),
         message=(
@@ -379,9 +403,9 @@ _BACNET_REQUEST = {"CONFIRMED_REQUEST": True, "UNCONFIRMED_REQUEST": True}
 def _zeek_bacnet(v: ValidatedRecord) -> NormalizedEvent:
     r: raw.ZeekBacnet = v.record
     info = ics.bacnet_service(r.pdu_type, r.pdu_service)
-    return _Event.build(
+    return _zeek_event(
         v,
-        **(_zeek_common(v) | {"transport": "udp"}),
+        transport="udp",
         app_protocol="bacnet",
         ics=_ics(
             info,
@@ -394,20 +418,6 @@ def _zeek_bacnet(v: ValidatedRecord) -> NormalizedEvent:
     )
 
 
-def _suricata_common(v: ValidatedRecord) -> dict[str, Any]:
-    r = v.record
-    return {
-        "time": r.timestamp.astimezone(UTC),
-        "src": _endpoint(r.src_ip, r.src_port),
-        "dst": _endpoint(r.dest_ip, r.dest_port),
-        "observer": "suricata",
-        "sensor": r.host,
-        "transport": r.proto.lower() if r.proto else None,
-        "connection_uid": str(r.flow_id) if r.flow_id is not None else None,
-        "app_protocol": r.app_proto if r.app_proto and r.app_proto != "failed" else None,
-    }
-
-
 def _suricata_arrow(r: Any) -> str:
     return f"{r.src_ip}:{r.src_port} -> {r.dest_ip}:{r.dest_port}"
 
@@ -415,9 +425,8 @@ def _suricata_arrow(r: Any) -> str:
 def _suricata_alert(v: ValidatedRecord) -> NormalizedEvent:
     r: raw.SuricataAlert = v.record
     alert = r.alert
-    return _Event.build(
+    return _suricata_event(
         v,
-        **_suricata_common(v),
         class_uid=DETECTION_FINDING,
         activity_id=1,  # OCSF Detection Finding: Create
         severity_id=_SURICATA_SEVERITY.get(alert.severity or 0, SeverityId.INFORMATIONAL),
@@ -435,9 +444,8 @@ def _suricata_alert(v: ValidatedRecord) -> NormalizedEvent:
 def _suricata_flow(v: ValidatedRecord) -> NormalizedEvent:
     r: raw.SuricataFlow = v.record
     flow = r.flow
-    return _Event.build(
+    return _suricata_event(
         v,
-        **_suricata_common(v),
         activity_id=ActivityId.CLOSE if flow.state == "closed" else ActivityId.TRAFFIC,
         message=f"suricata flow {_suricata_arrow(r)} {flow.state or ''}".rstrip(),
         details=_details(
@@ -479,9 +487,9 @@ def _suricata_modbus(v: ValidatedRecord) -> NormalizedEvent:
             subfunction = ics.modbus_mei_type(message.mei.raw).name
         if status is not None and not info.is_exception:
             info = ics.FunctionInfo(info.code, f"{info.name}_EXCEPTION", info.operation, True)
-    return _Event.build(
+    return _suricata_event(
         v,
-        **(_suricata_common(v) | {"app_protocol": "modbus"}),
+        app_protocol="modbus",
         ics=_ics(
             info,
             "modbus",
@@ -507,10 +515,16 @@ def _suricata_dnp3(v: ValidatedRecord) -> NormalizedEvent:
     application = d.application or (message.application if message is not None else None)
     info = ics.dnp3_function(application.function_code if application else None)
     kind = d.type or ("request" if d.request else "response" if d.response else None)
-    return _Event.build(
+    return _suricata_event(
         v,
-        **(_suricata_common(v) | {"app_protocol": "dnp3"}),
-        ics=_ics(info, "dnp3", is_request=kind == "request", unit_id=d.dst),
+        app_protocol="dnp3",
+        # The outstation's link address: the destination of a request, the source of a response.
+        ics=_ics(
+            info,
+            "dnp3",
+            is_request=kind == "request",
+            unit_id=d.dst if kind == "request" else d.src,
+        ),
         message=f"dnp3 {info.name} {_suricata_arrow(r)}",
         details=_details(type=kind, link_src=d.src, link_dst=d.dst),
     )
@@ -552,20 +566,28 @@ def _platform(v: ValidatedRecord) -> NormalizedEvent:
         )
         app_protocol = p.protocol
     name = ics_info.function_name if ics_info else "traffic"
-    return _Event.build(
-        v,
+    return NormalizedEvent(
+        # The agent's message id is unique per observation and survives redelivery.
+        event_id=event_id_for(v.kind, f"{r.sensor_id}\0{r.message_id}".encode()),
         time=r.observed_at.astimezone(UTC),
+        class_uid=NETWORK_ACTIVITY,
+        category_uid=4,
+        activity_id=ActivityId.TRAFFIC,
+        type_uid=NETWORK_ACTIVITY * 100 + ActivityId.TRAFFIC,
+        severity_id=SeverityId.INFORMATIONAL,
+        source_format=v.source_format,
+        source_kind=v.kind,
+        observer="robotlab-agent",
+        message=(
+            f"{app_protocol or 'network'} {name} {r.src.ip}:{r.src.port} -> {r.dst.ip}:{r.dst.port}"
+        ),
         src=_endpoint(r.src.ip, r.src.port),
         dst=_endpoint(r.dst.ip, r.dst.port),
-        observer="robotlab-agent",
+        source=v.origin.source,
         sensor=r.sensor_id,
         transport=r.transport,
         app_protocol=app_protocol,
         ics=ics_info,
-        identity=f"{r.sensor_id}\0{r.message_id}".encode(),
-        message=(
-            f"{app_protocol or 'network'} {name} {r.src.ip}:{r.src.port} -> {r.dst.ip}:{r.dst.port}"
-        ),
         details=dict(r.attributes or {}),
     )
 

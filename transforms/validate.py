@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import apache_beam as beam
@@ -58,9 +58,7 @@ def _msgspec_error(
     return ValidationError(f"{kind}: {message}", stage="validate", field=field)
 
 
-def _check_ip(kind: str, name: str, value: str | None) -> None:
-    if value is None:
-        return
+def _check_ip(kind: str, name: str, value: str) -> None:
     try:
         canonical_ip(value)
     except ValueError:
@@ -69,22 +67,23 @@ def _check_ip(kind: str, name: str, value: str | None) -> None:
         ) from None
 
 
-def _zeek_addresses(record: Any) -> Iterator[tuple[str, str | None]]:
-    yield "id.orig_h", record.orig_h
-    yield "id.resp_h", record.resp_h
+def _zeek_addresses(record: Any) -> tuple[tuple[str, str | None], ...]:
     if isinstance(record, raw._ZeekDirectional):
-        yield "source_h", record.source_h
-        yield "destination_h", record.destination_h
+        return (
+            ("id.orig_h", record.orig_h),
+            ("id.resp_h", record.resp_h),
+            ("source_h", record.source_h),
+            ("destination_h", record.destination_h),
+        )
+    return (("id.orig_h", record.orig_h), ("id.resp_h", record.resp_h))
 
 
-def _suricata_addresses(record: Any) -> Iterator[tuple[str, str | None]]:
-    yield "src_ip", record.src_ip
-    yield "dest_ip", record.dest_ip
+def _suricata_addresses(record: Any) -> tuple[tuple[str, str | None], ...]:
+    return (("src_ip", record.src_ip), ("dest_ip", record.dest_ip))
 
 
-def _platform_addresses(record: Any) -> Iterator[tuple[str, str | None]]:
-    yield "src.ip", record.src.ip
-    yield "dst.ip", record.dst.ip
+def _platform_addresses(record: Any) -> tuple[tuple[str, str | None], ...]:
+    return (("src.ip", record.src.ip), ("dst.ip", record.dst.ip))
 
 
 def _check_modbus_func(kind: str, record: Any) -> None:
@@ -116,7 +115,7 @@ def _no_check(kind: str, record: Any) -> None:
     del kind, record
 
 
-_ADDRESSES: dict[str, Callable[[Any], Iterator[tuple[str, str | None]]]] = {
+_ADDRESSES: dict[str, Callable[[Any], tuple[tuple[str, str | None], ...]]] = {
     kind: (
         _zeek_addresses
         if kind.startswith("zeek.")
@@ -151,7 +150,8 @@ def validate_record(decoded: DecodedRecord) -> ValidatedRecord:
     except msgspec.ValidationError as error:
         raise _msgspec_error(error, kind, decoded.fields) from None
     for name, value in _ADDRESSES[kind](record):
-        _check_ip(kind, name, value)
+        if value is not None:
+            _check_ip(kind, name, value)
     _EXTRA_CHECKS[kind](kind, record)
     return ValidatedRecord(
         kind=kind, source_format=decoded.source_format, record=record, origin=decoded.origin

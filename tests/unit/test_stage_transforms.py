@@ -8,7 +8,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_pipelines.event_pipeline import EventStages
-from schemas.records import DecodedRecord, RawLine
+from schemas.records import DecodedRecord, RawLine, SourceFormat
 from tests.conftest import ZEEK_TSV, raw_line
 from transforms._stage import METRICS_NAMESPACE
 from transforms.decode import Decode, decode_line
@@ -71,7 +71,7 @@ def test_validate_transform() -> None:
     decoded = [decode_line(line) for line in good_lines(3)]
     broken = DecodedRecord(
         kind="zeek.modbus",
-        source_format="zeek_tsv",
+        source_format=SourceFormat.ZEEK_TSV,
         fields=dict(decoded[0].fields, **{"id.orig_p": "99999"}),
         origin=decoded[0].origin,
     )
@@ -100,7 +100,10 @@ def test_normalize_transform_routes_unexpected_errors() -> None:
     validated = [validate_record(decode_line(line)) for line in good_lines(2)]
     # A record whose kind has no mapping: a bug, so an UnexpectedError with a traceback.
     odd = type(validated[0])(
-        kind="zeek.nonexistent", source_format="zeek_tsv", record=None, origin=validated[0].origin
+        kind="zeek.nonexistent",
+        source_format=SourceFormat.ZEEK_TSV,
+        record=None,
+        origin=validated[0].origin,
     )
     expected = [normalize_record(v).event_id for v in validated]
     pipeline = TestPipeline()
