@@ -73,6 +73,7 @@ def _files(sensor_dir: str) -> tuple[str, ...]:
 
 def _loop_run(sensor_dir: str, out_dir: str) -> dict[str, Any]:
     """The baseline: the stage functions in a plain loop, with the same file output."""
+    from runners.direct import batch_gc
     from schemas.dead_letter import dead_letter_from_error
     from transforms.dead_letters import encode_dead_letter
     from transforms.decode import decode_line
@@ -84,6 +85,7 @@ def _loop_run(sensor_dir: str, out_dir: str) -> dict[str, Any]:
     started = time.perf_counter()
     records = events = dead = 0
     with (
+        batch_gc(),
         open(os.path.join(out_dir, "events.jsonl"), "w") as event_out,
         open(os.path.join(out_dir, "dead_letters.jsonl"), "w") as dead_out,
     ):
@@ -210,13 +212,18 @@ def _parts(sensor_dir: str) -> list[dict[str, Any]]:
             continue
     parts.append(_time_part("decode", lines, decode_line))
     validated = []
-    for record in decoded:
+    for decoded_record in decoded:
         try:
-            validated.append(validate_record(record))
+            validated.append(validate_record(decoded_record))
         except Exception:
             continue
     parts.append(_time_part("validate", decoded, validate_record))
-    events = [normalize_record(v) for v in validated]
+    events = []
+    for validated_record in validated:
+        try:
+            events.append(normalize_record(validated_record))
+        except Exception:
+            continue
     parts.append(_time_part("normalize", validated, normalize_record))
     parts.append(_time_part("encode_event_json", events, encode_event))
     return parts

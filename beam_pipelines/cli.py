@@ -32,10 +32,22 @@ def _data_dir(value: str | None) -> str:
     return os.path.abspath(value or os.environ.get("OTSEC_HOME") or ".otsec")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text.replace("_", ""))
+def _count(text: str) -> int:
+    """A whole number >= 0 (underscores allowed: 1_000_000)."""
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """A whole number >= 1."""
+    value = _count(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
 
 
@@ -83,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     generate.add_argument("--out", required=True, help="output directory")
-    generate.add_argument("--events", type=_positive_int, default=10_000)
+    generate.add_argument("--events", type=_count, default=10_000)
     generate.add_argument("--seed", type=int, default=1)
     generate.add_argument("--attack-rate", type=_rate, default=0.002)
     generate.add_argument("--malformed-rate", type=_rate, default=0.001)
@@ -137,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         help="runs of each side; medians are reported (default 3)",
     )
     bench.add_argument(
-        "--data-dir", help="where generated input is cached (default DATA_DIR/bench)"
+        "--data-dir", help="working directory; generated input is cached under its bench/ folder"
     )
     bench.add_argument("--json", help="write the figures to this file")
 
@@ -181,6 +193,7 @@ class _ProgressLine:
         self._total_files = total_files
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="otsec-progress", daemon=True)
+        self._started = time.monotonic()
 
     def __enter__(self) -> _ProgressLine:
         if self._enabled:
@@ -191,20 +204,23 @@ class _ProgressLine:
         if self._enabled:
             self._stop.set()
             self._thread.join()
+            self._render()
             sys.stderr.write("\n")
 
-    def _loop(self) -> None:
+    def _render(self) -> None:
         from transforms.sources import PROGRESS
 
-        started = time.monotonic()
+        elapsed = time.monotonic() - self._started
+        rate = PROGRESS.records / elapsed if elapsed else 0.0
+        sys.stderr.write(
+            f"\rread {PROGRESS.records:,} records from {PROGRESS.files}/{self._total_files} "
+            f"files, {rate:,.0f} records/s, {elapsed:,.0f} s"
+        )
+        sys.stderr.flush()
+
+    def _loop(self) -> None:
         while not self._stop.wait(2.0):
-            elapsed = time.monotonic() - started
-            rate = PROGRESS.records / elapsed if elapsed else 0.0
-            sys.stderr.write(
-                f"\rread {PROGRESS.records:,} records from {PROGRESS.files}/{self._total_files} "
-                f"files, {rate:,.0f} records/s, {elapsed:,.0f} s"
-            )
-            sys.stderr.flush()
+            self._render()
 
 
 def print_summary(summary: RunSummary, stream: Any = None) -> None:
@@ -348,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler()
     except ConfigError as error:
         print(f"{_PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except PermissionError as error:
+        print(f"{_PROG}: error: {error.strerror}: {error.filename}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{_PROG}: interrupted", file=sys.stderr)

@@ -17,6 +17,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.summary import RunSummary, summarize
+from runners.direct import batch_gc
 from transforms._stage import METRICS_NAMESPACE
 from transforms.dead_letters import WriteDeadLetters
 from transforms.decode import DEFAULT_MAX_RECORD_BYTES, Decode
@@ -107,8 +108,9 @@ def run(config: RunConfig, beam_args: Sequence[str] = ()) -> RunSummary:
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build(pipeline, config)
-    result = pipeline.run()
-    result.wait_until_finish()
+    with batch_gc():
+        result = pipeline.run()
+        result.wait_until_finish()
     summary = summarize(counters_of(result), time.monotonic() - started)
     _log.info(
         "event pipeline finished in %.1f s: %d records in, %d events stored, %d dead letters, "

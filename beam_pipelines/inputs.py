@@ -47,7 +47,10 @@ def resolve_inputs(inputs: Iterable[str]) -> tuple[str, ...]:
         if "://" in item and not item.startswith("file://"):
             from apache_beam.io.filesystems import FileSystems
 
-            matches = FileSystems.match([item])[0].metadata_list
+            try:
+                matches = FileSystems.match([item])[0].metadata_list
+            except Exception as error:  # Beam wraps every filesystem failure differently
+                raise NotFoundError(f"cannot list {item}: {error}", field="--input") from None
             if not matches:
                 raise NotFoundError(f"input matches nothing: {item}", field="--input")
             files.extend(m.path for m in matches)

@@ -7,9 +7,11 @@ machine, and many plant networks, have none).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import gc
+from collections.abc import Iterator, Sequence
 
-__all__ = ["DIRECT_DEFAULTS", "with_direct_defaults"]
+__all__ = ["DIRECT_DEFAULTS", "batch_gc", "with_direct_defaults"]
 
 DIRECT_DEFAULTS: dict[str, str] = {
     "runner": "DirectRunner",
@@ -23,3 +25,22 @@ def with_direct_defaults(beam_args: Sequence[str]) -> list[str]:
     given = {arg.split("=", 1)[0].lstrip("-") for arg in beam_args if arg.startswith("--")}
     extra = [f"--{name}={value}" for name, value in DIRECT_DEFAULTS.items() if name not in given]
     return [*beam_args, *extra]
+
+
+@contextlib.contextmanager
+def batch_gc(threshold: int = 50_000) -> Iterator[None]:
+    """Collect garbage less often while a batch job runs in this process.
+
+    Every record allocates a handful of short-lived objects; with Python's default
+    threshold (700 allocations) the cyclic collector runs thousands of times a second
+    and costs about a fifth of the run, although otsec's records cannot form cycles.
+    Objects alive before the job are frozen out of the collector's scans.
+    """
+    previous = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(threshold, previous[1], previous[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+        gc.unfreeze()

@@ -16,7 +16,7 @@ __all__ = ["PIPELINE_VERSION", "DeadLetter", "dead_letter_from_error"]
 PIPELINE_VERSION = "0.1.0"
 
 
-class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A failed record with everything needed to understand and replay it.
 
     ``payload`` holds the original bytes (JSON encodes them as base64, a

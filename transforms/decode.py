@@ -25,8 +25,10 @@ __all__ = [
     "Decode",
     "ZeekHeader",
     "decode_line",
+    "is_zeek_comment",
     "is_zeek_directive",
     "parse_zeek_header",
+    "zeek_directive",
 ]
 
 DEFAULT_MAX_RECORD_BYTES = 1 << 20
@@ -67,9 +69,34 @@ _ZEEK_JSON_SIGNATURES: tuple[tuple[str, str], ...] = (
 )
 
 
+# Zeek lines that carry no record: directives that do not change how lines read,
+# and "##" comments (test baselines start with one).
+_OTHER_ZEEK_LINES = (b"#open", b"#close", b"##")
+
+
+def zeek_directive(line: bytes) -> bytes | None:
+    """The directive a Zeek header line sets (``b"#fields"``...), or None for other lines."""
+    for directive in _HEADER_DIRECTIVES:
+        if line.startswith(directive):
+            rest = line[len(directive) : len(directive) + 1]
+            # "#set_separator" must not be read as "#separator" and vice versa.
+            if not rest.isalnum() and rest != b"_":
+                return directive
+    return None
+
+
 def is_zeek_directive(line: bytes) -> bool:
     """Whether a line is a Zeek header directive that changes how data lines read."""
-    return line.startswith(_HEADER_DIRECTIVES)
+    return zeek_directive(line) is not None
+
+
+def is_zeek_comment(line: bytes) -> bool:
+    """Whether a ``#`` line carries no record: ``#open``, ``#close`` or a ``##`` comment.
+
+    Any other line, even one starting with ``#`` in a JSON-lines file, is a record
+    (and most likely a dead letter): nothing is skipped that Zeek did not write.
+    """
+    return line.startswith(_OTHER_ZEEK_LINES)
 
 
 class ZeekHeader(msgspec.Struct, frozen=True, kw_only=True):

@@ -48,6 +48,15 @@ _CONN_ACTIVITY = {
     "SHR": ActivityId.CLOSE,
     "SF": ActivityId.TRAFFIC,
 }
+# Transport of the protocols that have only one; DNP3, EtherNet/IP and CIP run over
+# TCP or UDP and their logs do not say which, so it stays unknown for them.
+_ZEEK_TRANSPORT = {
+    "zeek.modbus": "tcp",
+    "zeek.modbus_detailed": "tcp",
+    "zeek.s7comm": "tcp",
+    "zeek.s7comm_plus": "tcp",
+    "zeek.bacnet": "udp",
+}
 # Suricata alert.severity 1 is the most severe.
 _SURICATA_SEVERITY = {1: SeverityId.HIGH, 2: SeverityId.MEDIUM, 3: SeverityId.LOW}
 
@@ -109,11 +118,13 @@ def _zeek_event(
     details: dict[str, str],
     app_protocol: str | None,
     ics: IcsActivity | None = None,
-    transport: str = "tcp",
+    transport: str | None = None,
     activity_id: int = ActivityId.TRAFFIC,
 ) -> NormalizedEvent:
     """An OCSF Network Activity event from a Zeek record (orig is the source)."""
     r = v.record
+    if transport is None:
+        transport = _ZEEK_TRANSPORT.get(v.kind)
     return NormalizedEvent(
         event_id=event_id_for(v.kind, v.origin.payload),
         time=_utc(r.ts),
@@ -244,7 +255,9 @@ def _zeek_modbus_detailed(v: ValidatedRecord) -> NormalizedEvent:
             subfunction=subfunction,
             status=r.exception_code,
         ),
-        message=f"modbus {info.name} {_arrow(v)} unit {r.unit} address {r.address} x{r.quantity}",
+        message=f"modbus {info.name} {_arrow(v)}"
+        + (f" unit {r.unit}" if r.unit is not None else "")
+        + (f" address {r.address} x{r.quantity}" if r.address is not None else ""),
         details=_details(
             tid=r.tid,
             request_values=",".join(map(str, r.request_values)) if r.request_values else None,
@@ -268,7 +281,7 @@ def _zeek_dnp3(v: ValidatedRecord) -> NormalizedEvent:
 
 def _zeek_dnp3_control(v: ValidatedRecord) -> NormalizedEvent:
     r: raw.ZeekDnp3Control = v.record
-    info = ics.dnp3_function(r.function_code)
+    info = ics.dnp3_function(r.function_code, unknown_hex=True)  # ICSNPP writes unknown-%x
     return _zeek_event(
         v,
         app_protocol="dnp3",
@@ -379,7 +392,7 @@ def _zeek_cip_identity(v: ValidatedRecord) -> NormalizedEvent:
     return _zeek_event(
         v,
         app_protocol="enip",
-        ics=_ics(info, "cip", is_request=r.is_orig),
+        ics=_ics(info, "enip", is_request=r.is_orig),
         message=(
             f"cip identity {r.vendor_name or ''} {r.product_name or ''} "
             f"rev {r.revision} {_arrow(v)}"
@@ -405,7 +418,6 @@ def _zeek_bacnet(v: ValidatedRecord) -> NormalizedEvent:
     info = ics.bacnet_service(r.pdu_type, r.pdu_service)
     return _zeek_event(
         v,
-        transport="udp",
         app_protocol="bacnet",
         ics=_ics(
             info,
@@ -549,7 +561,9 @@ def _platform(v: ValidatedRecord) -> NormalizedEvent:
     if r.ics is not None:
         p = r.ics
         lookup = _PLATFORM_LOOKUP[p.protocol]
-        info = lookup(p.function_code if p.function_code is not None else p.function)
+        # A name says more than a number where numbers are ambiguous (BACnet confirmed
+        # and unconfirmed services share numbers), so the name wins when both are given.
+        info = lookup(p.function if p.function else p.function_code)
         if p.protocol == "modbus" and p.function_code == 8 and p.subfunction_code is not None:
             sub = ics.modbus_diagnostic_subfunction(p.subfunction_code)
             if sub.operation not in (ics.Operation.UNKNOWN, ics.Operation.OTHER):

@@ -20,7 +20,7 @@ from schemas.dead_letter import dead_letter_from_error
 from schemas.errors import NotFoundError, UnexpectedError
 from schemas.records import RawLine, SourcePosition
 from transforms._stage import DEAD_LETTERS, MAIN, StageCounters
-from transforms.decode import is_zeek_directive
+from transforms.decode import is_zeek_comment, zeek_directive
 
 __all__ = ["PROGRESS", "ReadSensorFiles", "read_lines"]
 
@@ -43,16 +43,13 @@ PROGRESS = _Progress()
 _PROGRESS_EVERY = 10_000
 
 
-def _directive_name(line: bytes) -> bytes:
-    return line.split(None, 1)[0].split(b"\t", 1)[0] if line.strip() else b""
-
-
 def read_lines(path: str, counters: StageCounters | None = None) -> Iterator[RawLine]:
     """Yield the data lines of one file as `RawLine`s.
 
     Zeek directive lines update the header context; a new block of directives
     later in the file (a header change) starts a new context. Blank lines and
-    other ``#`` lines (``#open``, ``#close``, comments) are counted and skipped.
+    Zeek's other ``#`` lines (``#open``, ``#close``, ``##`` comments) are
+    counted and skipped; any other line is a record.
     """
     directives: dict[bytes, bytes] = {}
     context: tuple[bytes, ...] | None = None
@@ -66,12 +63,14 @@ def read_lines(path: str, counters: StageCounters | None = None) -> Iterator[Raw
             if line.endswith(b"\r"):
                 line = line[:-1]
             if line.startswith(b"#"):
-                if is_zeek_directive(line):
-                    directives[_directive_name(line)] = line
+                directive = zeek_directive(line)
+                if directive is not None:
+                    directives[directive] = line
                     context = tuple(directives.values())
-                if counters is not None:
-                    counters.extra["header_lines"] += 1
-                continue
+                if directive is not None or is_zeek_comment(line):
+                    if counters is not None:
+                        counters.extra["header_lines"] += 1
+                    continue
             if not line.strip():
                 if counters is not None:
                     counters.extra["blank_lines"] += 1

@@ -31,12 +31,15 @@ _MODBUS_FUNC = re.compile(r"^(?:[A-Z][A-Z0-9_]*|unknown-(?P<code>\d{1,5}))$")
 
 @functools.lru_cache(maxsize=65536)
 def canonical_ip(text: str) -> str:
-    """The canonical text form of an IP address (IPv6 compressed, IPv4-mapped kept).
+    """The canonical text form of an IP address (IPv6 compressed, IPv4-mapped as IPv4).
 
     Raises:
         ValueError: ``text`` is not an IPv4 or IPv6 address.
     """
     address = ipaddress.ip_address(text.split("%", 1)[0])  # drop an IPv6 zone id
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        # ::ffff:10.0.0.1 is 10.0.0.1 on the wire; one form, so assets and CTI match it.
+        return str(address.ipv4_mapped)
     return address.compressed
 
 
