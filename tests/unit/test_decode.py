@@ -138,3 +138,29 @@ def test_headerless_fixture_names_the_missing_header() -> None:
 def test_header_without_fields_line() -> None:
     with pytest.raises(ValidationError, match="no #fields header"):
         decode_line(raw_line(b"1.0\tC", (b"#separator \\x09", b"#path\tconn")))
+
+
+def test_header_changes_back_and_forth_with_a_custom_separator(tmp_path) -> None:
+    def block(fields: str) -> bytes:
+        return (
+            b"#separator |\n#set_separator|,\n#empty_field|(empty)\n#unset_field|-\n#path|dnp3\n"
+            + f"#fields|{fields}\n".encode()
+            + b"#types|time|string|addr|port|addr|port|string|string|count\n"
+        )
+
+    first = "ts|uid|id.orig_h|id.orig_p|id.resp_h|id.resp_p|fc_request|fc_reply|iin"
+    swapped = "ts|uid|id.orig_h|id.orig_p|id.resp_h|id.resp_p|fc_reply|fc_request|iin"
+    line = b"1.5|C1|10.0.0.8|2789|10.0.0.3|20000|A|B|0\n"
+    path = tmp_path / "dnp3.log"
+    path.write_bytes(block(first) + line + block(swapped) + line + block(first) + line)
+    requests = [decode_line(raw).fields["fc_request"] for raw in read_lines(str(path))]
+    assert requests == ["A", "B", "A"]
+
+
+def test_hash_lines_outside_zeek_headers_are_records(tmp_path) -> None:
+    path = tmp_path / "agent.jsonl"
+    path.write_bytes(b"#not a zeek directive\n## a comment\n#close\t2026-01-01\n{}\n")
+    lines = list(read_lines(str(path)))
+    assert [line.payload for line in lines] == [b"#not a zeek directive", b"{}"]
+    with pytest.raises(ValidationError):
+        decode_line(lines[0])

@@ -30,3 +30,15 @@ def test_json_log_lines_are_redacted(monkeypatch) -> None:
     assert record["level"] == "info" and record["logger"] == "otsec.test"
     assert "topsecret" not in record["message"] and "default:***@" in record["message"]
     logs.configure_logging("text", "WARNING")
+
+
+def test_text_tracebacks_are_redacted(monkeypatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr(logs.sys, "stderr", stream)
+    logs.configure_logging("text", "INFO")
+    try:
+        raise ConnectionError("could not connect to postgresql://otsec:hunter2@127.0.0.1/otsec")
+    except ConnectionError:
+        logging.getLogger("otsec.test").exception("store unreachable")
+    assert "hunter2" not in stream.getvalue() and "otsec:***@" in stream.getvalue()
+    logs.configure_logging("text", "WARNING")

@@ -105,3 +105,7 @@ def test_canonical_ip() -> None:
     assert canonical_ip("10.0.0.1") == "10.0.0.1"
     with pytest.raises(ValueError):
         canonical_ip("10.0.0.256")
+
+
+def test_ipv4_mapped_addresses_become_ipv4() -> None:
+    assert canonical_ip("::ffff:10.0.0.1") == "10.0.0.1"
