@@ -8,35 +8,15 @@ whose names say they hold secrets.
 from __future__ import annotations
 
 import logging
-import os
-import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
+from schemas.secrets import redact
+
 __all__ = ["configure_logging", "redact"]
-
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):(?P<secret>[^@\s]+)@")
-_KEY_VALUE = re.compile(
-    r"(?i)\b(?P<key>password|passwd|pwd|token|secret|api_key)=(?P<value>[^\s&;]+)"
-)
-_SECRET_ENV = re.compile(r"(?i)(PASSWORD|TOKEN|SECRET|API_KEY)")
-
-
-def _secret_values() -> list[str]:
-    return [v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 4]
-
-
-def redact(text: str) -> str:
-    """Mask passwords and tokens in ``text``."""
-    text = _URL_PASSWORD.sub(r"\g<scheme>:***@", text)
-    text = _KEY_VALUE.sub(r"\g<key>=***", text)
-    for value in _secret_values():
-        text = text.replace(value, "***")
-    return text
-
 
 # Harmless import-time notices from optional Beam IO modules otsec does not use.
 _IGNORED = ("apitools not found", "bigquery client libraries are not available")
