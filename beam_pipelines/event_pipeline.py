@@ -19,9 +19,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipelines.summary import RunSummary, summarize
 from runners.direct import batch_gc
 from transforms._stage import METRICS_NAMESPACE
+from transforms.clickhouse import ClickHouseConfig, WriteToClickHouse
 from transforms.dead_letters import WriteDeadLetters
 from transforms.decode import DEFAULT_MAX_RECORD_BYTES, Decode
 from transforms.normalize import Normalize
+from transforms.postgres import PostgresConfig, WriteDeadLettersToPostgres
 from transforms.sinks import WriteEventsJsonl
 from transforms.sources import ReadSensorFiles
 from transforms.validate import Validate
@@ -40,13 +42,22 @@ class RunConfig:
     """
 
     input_files: tuple[str, ...]
-    output_dir: str
-    dead_letter_dir: str
+    output_dir: str | None = None
+    dead_letter_dir: str | None = None
+    clickhouse: ClickHouseConfig | None = None
+    postgres: PostgresConfig | None = None
+    fallback_dir: str | None = None
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
     def __post_init__(self) -> None:
         if self.max_record_bytes <= 0:
             raise ValueError(f"max_record_bytes must be positive, got {self.max_record_bytes}")
+        if self.clickhouse is None and self.output_dir is None:
+            raise ValueError("events need a store: a ClickHouse config or an output directory")
+        if self.postgres is None and self.dead_letter_dir is None:
+            raise ValueError("dead letters need a store: PostgreSQL or a dead-letter directory")
+        if self.postgres is not None and self.fallback_dir is None:
+            raise ValueError("the PostgreSQL dead-letter sink needs a fallback directory")
 
 
 class EventStages(beam.PTransform):  # type: ignore[misc]
@@ -75,12 +86,23 @@ def build(pipeline: beam.Pipeline, config: RunConfig) -> None:
     """Add the whole job to ``pipeline``: read, the stages, the event and dead-letter sinks."""
     read = pipeline | "ReadSensorFiles" >> ReadSensorFiles(config.input_files)
     events, stage_dead_letters = read.main | "EventStages" >> EventStages(config.max_record_bytes)
-    events | "Load" >> WriteEventsJsonl(config.output_dir)
-    (
-        (read.dead_letters, stage_dead_letters)
-        | "FlattenDeadLetters" >> beam.Flatten()
-        | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter_dir)
-    )
+    dead_letter_sources = [read.dead_letters, stage_dead_letters]
+    if config.clickhouse is not None:
+        loaded = events | "Load" >> WriteToClickHouse(config.clickhouse)
+        dead_letter_sources.append(loaded.dead_letters)
+        if config.output_dir is not None:
+            events | "ExportEvents" >> WriteEventsJsonl(config.output_dir, stage="export")
+    else:
+        assert config.output_dir is not None
+        events | "Load" >> WriteEventsJsonl(config.output_dir)
+    dead_letters = dead_letter_sources | "FlattenDeadLetters" >> beam.Flatten()
+    if config.postgres is not None:
+        assert config.fallback_dir is not None
+        dead_letters | "StoreDeadLetters" >> WriteDeadLettersToPostgres(
+            config.postgres, config.fallback_dir
+        )
+    if config.dead_letter_dir is not None:
+        dead_letters | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter_dir)
 
 
 def counters_of(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
@@ -96,14 +118,15 @@ def counters_of(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
 
 def run(config: RunConfig, beam_args: Sequence[str] = ()) -> RunSummary:
     """Run the event pipeline to completion and return its summary."""
-    os.makedirs(config.output_dir, exist_ok=True)
-    os.makedirs(config.dead_letter_dir, exist_ok=True)
+    for directory in (config.output_dir, config.dead_letter_dir):
+        if directory is not None:
+            os.makedirs(directory, exist_ok=True)
     options = PipelineOptions(list(beam_args))
     _log.info(
         "event pipeline starting: %d input files, events to %s, dead letters to %s",
         len(config.input_files),
-        config.output_dir,
-        config.dead_letter_dir,
+        config.clickhouse.where if config.clickhouse else config.output_dir,
+        config.postgres.where if config.postgres else config.dead_letter_dir,
     )
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)

@@ -34,6 +34,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
     alerts: int
     stages: dict[str, StageSummary]
     conservation_ok: bool
+    dead_letters_stored: int = 0
+    dead_letters_in_fallback_files: int = 0
     files: int = 0
     header_lines: int = 0
     blank_lines: int = 0
@@ -84,6 +86,8 @@ def summarize(counters: Mapping[str, int], seconds: float = 0.0) -> RunSummary:
         alerts=counters.get("detect.alerts", 0),
         stages=stages,
         conservation_ok=input_records == stored + duplicates + total_dead,
+        dead_letters_stored=counters.get("dead_letters.out", 0),
+        dead_letters_in_fallback_files=counters.get("dead_letters.fallback", 0),
         files=counters.get("read.files", 0),
         header_lines=counters.get("read.header_lines", 0),
         blank_lines=counters.get("read.blank_lines", 0),

@@ -103,11 +103,20 @@ class WriteJsonLines(beam.PTransform):  # type: ignore[misc]
 
 
 class WriteEventsJsonl(beam.PTransform):  # type: ignore[misc]
-    """The load stage for files: events as ``<directory>/events-*.jsonl``."""
+    """Events as ``<directory>/events-*.jsonl``: the load stage without a store, or an export.
 
-    def __init__(self, directory: str) -> None:
+    Args:
+        directory: Where the files go.
+        stage: Counter prefix: ``load`` when the files are the store, ``export`` when
+            they are a copy beside ClickHouse (so events are not counted as stored twice).
+    """
+
+    def __init__(self, directory: str, stage: str = "load") -> None:
         super().__init__()
         self._directory = directory
+        self._stage = stage
 
     def expand(self, events: beam.PCollection) -> beam.PCollection:
-        return events | "WriteEventFiles" >> WriteJsonLines(self._directory, "events", stage="load")
+        return events | "WriteEventFiles" >> WriteJsonLines(
+            self._directory, "events", stage=self._stage
+        )

@@ -33,12 +33,17 @@ def otsec(
 
 
 def run_summary(tmp_path: Path, *inputs: str, extra: tuple[str, ...] = ()) -> tuple[dict, Path]:
+    """Run into the embedded stores under tmp_path, exporting events and dead letters as files."""
     summary = tmp_path / "summary.json"
     result = otsec(
         "run",
         *(a for i in inputs for a in ("--input", i)),
         "--data-dir",
         str(tmp_path),
+        "--output",
+        str(tmp_path / "events"),
+        "--dead-letter-dir",
+        str(tmp_path / "dead_letters"),
         "--summary-json",
         str(summary),
         *extra,
@@ -81,6 +86,7 @@ def test_every_fixture_is_accounted_for(tmp_path: Path) -> None:
     assert per_file["zeek_dnp3_current.log"] == [0, 66]
     assert per_file["icsnpp_opcua_binary_headerless.log"] == [0, 37]
     assert summary["dead_letters"]["by_stage"] == {"decode": 37, "validate": 723}
+    assert summary["dead_letters_stored"] == 760  # in PostgreSQL, besides the files
     modbus = next(
         e
         for e in events

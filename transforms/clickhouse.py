@@ -1,0 +1,357 @@
+"""Stage 8 for events: `WriteToClickHouse`, batched Arrow inserts into ``ot_events``.
+
+One clickhouse-connect client per worker (opened in ``setup``); events are
+buffered and inserted as one Arrow table per ``batch_rows`` and at the end of
+each bundle. The same code talks to a ClickHouse server (``http(s)://`` DSN) and
+to the embedded chDB engine (``chdb:///path``). Database failures are retried
+with backoff; a batch that still fails comes back as ``DatabaseError`` dead
+letters (retriable, payload = the event's JSON), never only logged. Inserts are
+idempotent: ``ot_events`` is a ReplacingMergeTree keyed by ``event_id``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import apache_beam as beam
+import msgspec
+import pyarrow as pa
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MAX_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
+
+from schemas.dead_letter import DeadLetter, dead_letter_from_error
+from schemas.errors import DatabaseError, ValidationError
+from schemas.event import NormalizedEvent
+from schemas.records import RawLine
+from schemas.secrets import redact, redact_dsn
+from transforms._retry import RetryPolicy, call_with_retries
+from transforms._stage import DEAD_LETTERS, MAIN, StageCounters
+
+__all__ = [
+    "EVENT_ARROW_SCHEMA",
+    "ClickHouseConfig",
+    "WriteToClickHouse",
+    "events_to_arrow",
+    "open_clickhouse",
+]
+
+_log = logging.getLogger("otsec.clickhouse")
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclasses.dataclass(frozen=True)
+class ClickHouseConfig:
+    """Where events go and how they are batched.
+
+    Args:
+        dsn: ``chdb:///abs/path`` (embedded engine) or ``http(s)://user:pass@host:port/db``.
+        table: The events table.
+        batch_rows: Rows per insert (also flushed at the end of every bundle).
+        attempts: Tries per batch before its rows become dead letters.
+        connect_timeout: Seconds to wait for a server connection.
+
+    Raises:
+        ValueError: On an unknown DSN scheme or a non-positive batch size.
+    """
+
+    dsn: str
+    table: str = "ot_events"
+    batch_rows: int = 50_000
+    attempts: int = 3
+    connect_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        scheme = urlsplit(self.dsn).scheme
+        if scheme not in ("chdb", "http", "https", "clickhouse", "clickhouses"):
+            raise ValueError(
+                f"ClickHouse DSN {redact_dsn(self.dsn)!r}: scheme must be chdb, http or https"
+            )
+        if self.batch_rows <= 0:
+            raise ValueError(f"batch_rows must be positive, got {self.batch_rows}")
+        if not self.table.replace("_", "").isalnum():
+            raise ValueError(f"table name {self.table!r} must be letters, digits and _")
+
+    @property
+    def embedded(self) -> bool:
+        return self.dsn.startswith("chdb:")
+
+    @property
+    def where(self) -> str:
+        return redact_dsn(self.dsn)
+
+    def chdb_path(self) -> str | None:
+        return urlsplit(self.dsn).path or None if self.embedded else None
+
+
+def open_clickhouse(config: ClickHouseConfig) -> Any:
+    """A clickhouse-connect client for ``config``; `DatabaseError` if the store is unreachable."""
+    import clickhouse_connect
+
+    try:
+        if config.embedded:
+            path = config.chdb_path()
+            if path:
+                os.makedirs(path, exist_ok=True)
+            return clickhouse_connect.get_client(dsn=config.dsn)
+        return clickhouse_connect.get_client(
+            dsn=config.dsn, connect_timeout=config.connect_timeout, send_receive_timeout=120
+        )
+    except Exception as error:
+        raise DatabaseError(
+            f"cannot connect to ClickHouse at {config.where}: {_describe(error)}"
+        ) from None
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    return redact(first)[:300]
+
+
+# Columns of ot_events that the sink fills, in Arrow types ClickHouse converts on insert
+# (addresses travel as text and are parsed into IPv6; IPv4 becomes ::ffff:a.b.c.d).
+EVENT_ARROW_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("time", pa.timestamp("us", tz="UTC")),
+        ("source_format", pa.string()),
+        ("source_kind", pa.string()),
+        ("observer", pa.string()),
+        ("sensor", pa.string()),
+        ("class_uid", pa.uint16()),
+        ("category_uid", pa.uint8()),
+        ("activity_id", pa.uint8()),
+        ("type_uid", pa.uint32()),
+        ("severity_id", pa.uint8()),
+        ("src_ip", pa.string()),
+        ("dst_ip", pa.string()),
+        ("src_port", pa.uint16()),
+        ("dst_port", pa.uint16()),
+        ("transport", pa.string()),
+        ("connection_uid", pa.string()),
+        ("app_protocol", pa.string()),
+        ("ics_protocol", pa.string()),
+        ("ics_function", pa.string()),
+        ("ics_function_code", pa.uint16()),
+        ("ics_operation", pa.string()),
+        ("ics_is_request", pa.bool_()),
+        ("ics_is_exception", pa.bool_()),
+        ("ics_unit_id", pa.uint16()),
+        ("ics_address_start", pa.uint32()),
+        ("ics_address_count", pa.uint32()),
+        ("ics_subfunction", pa.string()),
+        ("ics_status", pa.string()),
+        ("detection_rule", pa.string()),
+        ("detection_title", pa.string()),
+        ("message", pa.string()),
+        ("details", pa.map_(pa.string(), pa.string())),
+        ("source_uri", pa.string()),
+        ("source_line", pa.uint64()),
+    ]
+)
+_NOT_NULL = {
+    name
+    for name in EVENT_ARROW_SCHEMA.names
+    if name
+    not in (
+        "src_port",
+        "dst_port",
+        "ics_function_code",
+        "ics_is_request",
+        "ics_unit_id",
+        "ics_address_start",
+        "ics_address_count",
+        "source_line",
+    )
+}
+
+
+def _row(e: NormalizedEvent) -> tuple[Any, ...]:
+    ics = e.ics
+    detection = e.detection
+    return (
+        e.event_id,
+        e.time,
+        e.source_format,
+        e.source_kind,
+        e.observer,
+        e.sensor or "",
+        e.class_uid,
+        e.category_uid,
+        e.activity_id,
+        e.type_uid,
+        e.severity_id,
+        e.src.ip,
+        e.dst.ip,
+        e.src.port,
+        e.dst.port,
+        e.transport or "",
+        e.connection_uid or "",
+        e.app_protocol or "",
+        ics.protocol if ics else "",
+        ics.function_name if ics else "",
+        ics.function_code if ics else None,
+        str(ics.operation) if ics else "",
+        ics.is_request if ics else None,
+        ics.is_exception if ics else False,
+        ics.unit_id if ics else None,
+        ics.address_start if ics else None,
+        ics.address_count if ics else None,
+        (ics.subfunction or "") if ics else "",
+        (ics.status or "") if ics else "",
+        detection.rule_uid if detection else "",
+        detection.title if detection else "",
+        e.message,
+        list(e.details.items()),
+        e.source.uri,
+        e.source.line,
+    )
+
+
+def events_to_arrow(events: Sequence[NormalizedEvent]) -> pa.Table:
+    """The Arrow table of ``events`` in the column layout of ``ot_events``.
+
+    Raises:
+        ValidationError: A value does not fit its column (e.g. a port above 65535).
+    """
+    columns = (
+        list(zip(*map(_row, events), strict=True)) if events else [()] * len(EVENT_ARROW_SCHEMA)
+    )
+    try:
+        arrays = [
+            pa.array(column, type=field.type)
+            for column, field in zip(columns, EVENT_ARROW_SCHEMA, strict=True)
+        ]
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as error:
+        raise ValidationError(f"event does not fit ot_events: {error}", stage="load") from None
+    return pa.Table.from_arrays(arrays, schema=EVENT_ARROW_SCHEMA)
+
+
+def _windowed(value: Any) -> WindowedValue:
+    # finish_bundle has no element to inherit a window from; batch jobs use the global one.
+    return WindowedValue(value, MAX_TIMESTAMP, (GlobalWindow(),))
+
+
+def _event_origin(event: NormalizedEvent) -> RawLine:
+    # A load-stage dead letter keeps the event it could not store, as JSON: replay
+    # feeds it back to the load stage.
+    return RawLine(payload=_encode(event), source=event.source)
+
+
+class _WriteToClickHouseFn(beam.DoFn):  # type: ignore[misc]
+    def __init__(self, config: ClickHouseConfig, policy: RetryPolicy) -> None:
+        self._config = config
+        self._policy = policy
+
+    def setup(self) -> None:
+        self.counters = StageCounters("load")
+        self._client: Any = None
+
+    def start_bundle(self) -> None:
+        self._buffer: list[NormalizedEvent] = []
+
+    def process(self, event: NormalizedEvent) -> Iterator[Any]:
+        self.counters.inputs += 1
+        self._buffer.append(event)
+        if len(self._buffer) >= self._config.batch_rows:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator[Any]:
+        for output in self._flush():
+            if isinstance(output, TaggedOutput):
+                yield TaggedOutput(output.tag, _windowed(output.value))
+            else:
+                yield _windowed(output)
+        self.counters.flush()
+
+    def teardown(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _insert(self, table: pa.Table) -> None:
+        try:
+            if self._client is None:
+                self._client = open_clickhouse(self._config)
+            self._client.insert_arrow(self._config.table, table)
+        except DatabaseError:
+            self._client = None
+            raise
+        except Exception as error:
+            # Drop the client: after a failure the connection may be in any state.
+            client, self._client = self._client, None
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:  # closing a broken client may fail too; it is gone anyway
+                    _log.debug("closing a failed ClickHouse client failed", exc_info=True)
+            raise DatabaseError(
+                f"insert into {self._config.table} at {self._config.where} failed: "
+                f"{_describe(error)}",
+                stage="load",
+            ) from None
+
+    def _retried(self, attempt: int, error: Exception) -> None:
+        self.counters.extra["retries"] += 1
+        _log.warning("ClickHouse insert failed (try %d), retrying: %s", attempt, error)
+
+    def _flush(self) -> Iterator[Any]:
+        batch, self._buffer = self._buffer, []
+        if not batch:
+            return
+        try:
+            table = events_to_arrow(batch)
+        except ValidationError:
+            # Find the events that do not fit, one by one; store the rest.
+            good = []
+            for event in batch:
+                try:
+                    events_to_arrow([event])
+                    good.append(event)
+                except ValidationError as error:
+                    yield self._dead_letter(event, error)
+            batch = good
+            if not batch:
+                return
+            table = events_to_arrow(batch)
+        try:
+            call_with_retries(lambda: self._insert(table), self._policy, on_retry=self._retried)
+        except DatabaseError as error:
+            for event in batch:
+                yield self._dead_letter(event, error, attempts=self._policy.attempts)
+            return
+        self.counters.outputs += len(batch)
+        for event in batch:
+            yield event.event_id
+
+    def _dead_letter(
+        self, event: NormalizedEvent, error: Exception, attempts: int = 1
+    ) -> TaggedOutput:
+        letter: DeadLetter = dead_letter_from_error(
+            "load", error, _event_origin(event), record_kind=event.source_kind, attempts=attempts
+        )
+        self.counters.dead_letters[letter.error_class] += 1
+        return TaggedOutput(DEAD_LETTERS, letter)
+
+
+class WriteToClickHouse(beam.PTransform):  # type: ignore[misc]
+    """Stage 8: insert events into ClickHouse; outputs ``main`` (stored ids) and ``dead_letters``.
+
+    Args:
+        config: DSN, table and batch size.
+        policy: Retries per batch (default: 3 tries, exponential backoff with jitter).
+    """
+
+    def __init__(self, config: ClickHouseConfig, policy: RetryPolicy | None = None) -> None:
+        super().__init__()
+        self._fn = _WriteToClickHouseFn(config, policy or RetryPolicy(attempts=config.attempts))
+
+    def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return events | "InsertEvents" >> beam.ParDo(self._fn).with_outputs(DEAD_LETTERS, main=MAIN)
