@@ -163,6 +163,26 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--data-dir", help="working directory (default $OTSEC_HOME or ./.otsec)")
     _store_arguments(migrate)
 
+    dlq = commands.add_parser("dlq", help="dead letters", allow_abbrev=False)
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND", required=True)
+    replay = dlq_commands.add_parser(
+        "replay",
+        help="re-drive dead letters through the stages after a fix; mark them replayed",
+        allow_abbrev=False,
+    )
+    replay.add_argument("--stage", help="only dead letters of this stage (decode, validate, ...)")
+    replay.add_argument("--error-class", help="only this error class (DatabaseError, ...)")
+    replay.add_argument("--limit", type=_positive_int, help="at most this many")
+    replay.add_argument(
+        "--from-files",
+        nargs="*",
+        metavar="FILE_OR_DIR",
+        help="replay dead letters from JSON-lines files instead of PostgreSQL "
+        "(no value: the fallback files under DATA_DIR/dead_letters-fallback)",
+    )
+    replay.add_argument("--data-dir", help="working directory (default $OTSEC_HOME or ./.otsec)")
+    _store_arguments(replay)
+
     schema = commands.add_parser(
         "schema", help="JSON Schemas of the record types", allow_abbrev=False
     )
@@ -413,6 +433,47 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq(args: argparse.Namespace) -> int:
+    from beam_pipelines.inputs import resolve_inputs
+    from beam_pipelines.replay import (
+        ReplayFilter,
+        fallback_files,
+        load_from_files,
+        load_pending,
+        replay,
+    )
+    from beam_pipelines.stores import StoreSettings, StoreUnavailable, open_stores
+    from schemas.errors import OtsecError
+
+    data_dir = _data_dir(args.data_dir)
+    selection = ReplayFilter(stage=args.stage, error_class=args.error_class, limit=args.limit)
+    files: list[str] = []
+    if args.from_files is not None:
+        try:
+            files = (
+                list(resolve_inputs(args.from_files))
+                if args.from_files
+                else fallback_files(data_dir)
+            )
+        except OtsecError as error:
+            raise ConfigError(error.message) from None
+    settings = StoreSettings.resolve(data_dir, args.clickhouse_dsn, args.postgres_dsn)
+    try:
+        with open_stores(settings) as stores:
+            if args.from_files is not None:
+                letters = load_from_files(files, selection)
+            else:
+                letters = load_pending(stores.postgres_connection, selection)
+            report = replay(letters, stores.clickhouse, stores.postgres_connection)
+    except StoreUnavailable as error:
+        raise ConfigError(str(error)) from None
+    for path in files:
+        # Their dead letters are now stored events or dead letters in PostgreSQL.
+        os.replace(path, f"{path}.replayed")
+    print(report.describe())
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from beam_pipelines.bench import BenchConfig, run_bench
 
@@ -446,6 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "generate": lambda: _generate(args),
             "demo": lambda: _demo(args),
             "db": lambda: _db(args),
+            "dlq": lambda: _dlq(args),
             "bench": lambda: _bench(args),
             "schema": lambda: _schema(args),
         }[args.command]

@@ -22,8 +22,15 @@ __all__ = ["configure_logging", "redact"]
 _IGNORED = ("apitools not found", "bigquery client libraries are not available")
 
 
+# Client libraries log each retry and failure they then raise; otsec reports those
+# itself, once, with the store named.
+_QUIET_BELOW_ERROR = ("urllib3", "clickhouse_connect", "psycopg")
+
+
 class _RedactFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR and record.name.startswith(_QUIET_BELOW_ERROR):
+            return logging.getLogger().level <= logging.DEBUG
         message = record.getMessage()
         if record.levelno < logging.ERROR and any(text in message for text in _IGNORED):
             return False

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,7 +27,7 @@ from apache_beam.utils.timestamp import MAX_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas.dead_letter import DeadLetter, dead_letter_from_error
-from schemas.errors import DatabaseError, ValidationError
+from schemas.errors import DatabaseError, OtsecError, ValidationError
 from schemas.event import NormalizedEvent
 from schemas.records import RawLine
 from schemas.secrets import redact, redact_dsn
@@ -37,8 +37,10 @@ from transforms._stage import DEAD_LETTERS, MAIN, StageCounters
 __all__ = [
     "EVENT_ARROW_SCHEMA",
     "ClickHouseConfig",
+    "EventWriter",
     "WriteToClickHouse",
     "events_to_arrow",
+    "load_dead_letter",
     "open_clickhouse",
 ]
 
@@ -53,6 +55,7 @@ class ClickHouseConfig:
     Args:
         dsn: ``chdb:///abs/path`` (embedded engine) or ``http(s)://user:pass@host:port/db``.
         table: The events table.
+        database: Database to use (created if missing); default: the DSN's or ``default``.
         batch_rows: Rows per insert (also flushed at the end of every bundle).
         attempts: Tries per batch before its rows become dead letters.
         connect_timeout: Seconds to wait for a server connection.
@@ -63,6 +66,7 @@ class ClickHouseConfig:
 
     dsn: str
     table: str = "ot_events"
+    database: str | None = None
     batch_rows: int = 50_000
     attempts: int = 3
     connect_timeout: float = 10.0
@@ -75,8 +79,9 @@ class ClickHouseConfig:
             )
         if self.batch_rows <= 0:
             raise ValueError(f"batch_rows must be positive, got {self.batch_rows}")
-        if not self.table.replace("_", "").isalnum():
-            raise ValueError(f"table name {self.table!r} must be letters, digits and _")
+        for name in (self.table, self.database or "x"):
+            if not name.replace("_", "").isalnum():
+                raise ValueError(f"name {name!r} must be letters, digits and _")
 
     @property
     def embedded(self) -> bool:
@@ -99,18 +104,37 @@ def open_clickhouse(config: ClickHouseConfig) -> Any:
             path = config.chdb_path()
             if path:
                 os.makedirs(path, exist_ok=True)
-            return clickhouse_connect.get_client(dsn=config.dsn)
-        return clickhouse_connect.get_client(
-            dsn=config.dsn, connect_timeout=config.connect_timeout, send_receive_timeout=120
-        )
+            options: dict[str, Any] = {}
+        else:
+            options = {"connect_timeout": config.connect_timeout, "send_receive_timeout": 120}
+        client = clickhouse_connect.get_client(dsn=config.dsn, **options)
+        if config.database:
+            client.command(f"CREATE DATABASE IF NOT EXISTS {config.database}")
+            client.close()
+            client = clickhouse_connect.get_client(
+                dsn=config.dsn, database=config.database, **options
+            )
+        return client
     except Exception as error:
         raise DatabaseError(
             f"cannot connect to ClickHouse at {config.where}: {_describe(error)}"
         ) from None
 
 
+# The part of a driver's message that says what happened, for the usual network failures.
+_NETWORK_CAUSES = (
+    ("Connection refused", "connection refused"),
+    ("timed out", "timed out"),
+    ("Name or service not known", "unknown host"),
+    ("RemoteDisconnected", "the server closed the connection"),
+)
+
+
 def _describe(error: BaseException) -> str:
     text = str(error).strip()
+    for marker, cause in _NETWORK_CAUSES:
+        if marker in text:
+            return cause
     first = text.splitlines()[0] if text else type(error).__name__
     return redact(first)[:300]
 
@@ -245,6 +269,78 @@ def _event_origin(event: NormalizedEvent) -> RawLine:
     return RawLine(payload=_encode(event), source=event.source)
 
 
+class EventWriter:
+    """Inserts events into ClickHouse in Arrow batches, with retries; reports what failed.
+
+    The plain-Python core of `WriteToClickHouse`, also used by ``otsec dlq replay``.
+
+    Args:
+        config: DSN, table and batch size.
+        policy: Tries per batch.
+        on_retry: Called before each retry (for counters and logs).
+    """
+
+    def __init__(
+        self,
+        config: ClickHouseConfig,
+        policy: RetryPolicy,
+        on_retry: Callable[[int, OtsecError], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self._on_retry = on_retry
+        self._client: Any = None
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # closing a broken client may fail too; it is gone anyway
+                _log.debug("closing a ClickHouse client failed", exc_info=True)
+            self._client = None
+
+    def _insert(self, table: pa.Table) -> None:
+        try:
+            if self._client is None:
+                self._client = open_clickhouse(self.config)
+            self._client.insert_arrow(self.config.table, table)
+        except DatabaseError:
+            self.close()
+            raise
+        except Exception as error:
+            # Drop the client: after a failure the connection may be in any state.
+            self.close()
+            raise DatabaseError(
+                f"insert into {self.config.table} at {self.config.where} failed: "
+                f"{_describe(error)}",
+                stage="load",
+            ) from None
+
+    def write(self, events: Sequence[NormalizedEvent]) -> list[tuple[NormalizedEvent, OtsecError]]:
+        """Insert ``events``; return the ones that could not be stored, with why."""
+        failed: list[tuple[NormalizedEvent, OtsecError]] = []
+        try:
+            table = events_to_arrow(events)
+        except ValidationError:
+            # Find the events that do not fit, one by one; store the rest.
+            fitting = []
+            for event in events:
+                try:
+                    events_to_arrow([event])
+                    fitting.append(event)
+                except ValidationError as error:
+                    failed.append((event, error))
+            events = fitting
+            if not events:
+                return failed
+            table = events_to_arrow(events)
+        try:
+            call_with_retries(lambda: self._insert(table), self.policy, on_retry=self._on_retry)
+        except DatabaseError as error:
+            failed.extend((event, error) for event in events)
+        return failed
+
+
 class _WriteToClickHouseFn(beam.DoFn):  # type: ignore[misc]
     def __init__(self, config: ClickHouseConfig, policy: RetryPolicy) -> None:
         self._config = config
@@ -252,7 +348,7 @@ class _WriteToClickHouseFn(beam.DoFn):  # type: ignore[misc]
 
     def setup(self) -> None:
         self.counters = StageCounters("load")
-        self._client: Any = None
+        self._writer = EventWriter(self._config, self._policy, on_retry=self._retried)
 
     def start_bundle(self) -> None:
         self._buffer: list[NormalizedEvent] = []
@@ -272,73 +368,38 @@ class _WriteToClickHouseFn(beam.DoFn):  # type: ignore[misc]
         self.counters.flush()
 
     def teardown(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self._writer.close()
 
-    def _insert(self, table: pa.Table) -> None:
-        try:
-            if self._client is None:
-                self._client = open_clickhouse(self._config)
-            self._client.insert_arrow(self._config.table, table)
-        except DatabaseError:
-            self._client = None
-            raise
-        except Exception as error:
-            # Drop the client: after a failure the connection may be in any state.
-            client, self._client = self._client, None
-            if client is not None:
-                try:
-                    client.close()
-                except Exception:  # closing a broken client may fail too; it is gone anyway
-                    _log.debug("closing a failed ClickHouse client failed", exc_info=True)
-            raise DatabaseError(
-                f"insert into {self._config.table} at {self._config.where} failed: "
-                f"{_describe(error)}",
-                stage="load",
-            ) from None
-
-    def _retried(self, attempt: int, error: Exception) -> None:
+    def _retried(self, attempt: int, error: OtsecError) -> None:
         self.counters.extra["retries"] += 1
-        _log.warning("ClickHouse insert failed (try %d), retrying: %s", attempt, error)
+        _log.warning("ClickHouse insert failed (try %d), retrying: %s", attempt, error.message)
 
     def _flush(self) -> Iterator[Any]:
         batch, self._buffer = self._buffer, []
         if not batch:
             return
-        try:
-            table = events_to_arrow(batch)
-        except ValidationError:
-            # Find the events that do not fit, one by one; store the rest.
-            good = []
-            for event in batch:
-                try:
-                    events_to_arrow([event])
-                    good.append(event)
-                except ValidationError as error:
-                    yield self._dead_letter(event, error)
-            batch = good
-            if not batch:
-                return
-            table = events_to_arrow(batch)
-        try:
-            call_with_retries(lambda: self._insert(table), self._policy, on_retry=self._retried)
-        except DatabaseError as error:
-            for event in batch:
-                yield self._dead_letter(event, error, attempts=self._policy.attempts)
-            return
-        self.counters.outputs += len(batch)
+        failed = self._writer.write(batch)
+        failed_ids = set()
+        for event, error in failed:
+            failed_ids.add(event.event_id)
+            letter = load_dead_letter(event, error, self._policy.attempts)
+            self.counters.dead_letters[letter.error_class] += 1
+            yield TaggedOutput(DEAD_LETTERS, letter)
         for event in batch:
-            yield event.event_id
+            if event.event_id not in failed_ids:
+                self.counters.outputs += 1
+                yield event.event_id
 
-    def _dead_letter(
-        self, event: NormalizedEvent, error: Exception, attempts: int = 1
-    ) -> TaggedOutput:
-        letter: DeadLetter = dead_letter_from_error(
-            "load", error, _event_origin(event), record_kind=event.source_kind, attempts=attempts
-        )
-        self.counters.dead_letters[letter.error_class] += 1
-        return TaggedOutput(DEAD_LETTERS, letter)
+
+def load_dead_letter(event: NormalizedEvent, error: Exception, attempts: int = 1) -> DeadLetter:
+    """The dead letter of an event the load stage could not store (payload: the event JSON)."""
+    return dead_letter_from_error(
+        "load",
+        error,
+        _event_origin(event),
+        record_kind=event.source_kind,
+        attempts=attempts if getattr(error, "retriable", False) else 1,
+    )
 
 
 class WriteToClickHouse(beam.PTransform):  # type: ignore[misc]
