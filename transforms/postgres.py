@@ -21,6 +21,7 @@ from typing import Any
 import apache_beam as beam
 import msgspec
 
+from schemas.alert import Alert
 from schemas.dead_letter import DeadLetter
 from schemas.errors import DatabaseError
 from schemas.secrets import redact, redact_dsn
@@ -30,9 +31,12 @@ from transforms._stage import StageCounters
 __all__ = [
     "DEAD_LETTER_COLUMNS",
     "PostgresConfig",
+    "WriteAlertsToPostgres",
     "WriteDeadLettersToPostgres",
     "connect_postgres",
+    "open_pool",
     "store_dead_letters",
+    "upsert_alerts",
 ]
 
 _log = logging.getLogger("otsec.postgres")
@@ -155,6 +159,195 @@ def store_dead_letters(connection: Any, letters: Sequence[DeadLetter]) -> None:
             cursor.execute(_MERGE_DEAD_LETTERS)
 
 
+def open_pool(config: PostgresConfig) -> Any:
+    """A small connection pool for one worker; connections are checked before use,
+    so a server restart costs one reconnect instead of one failed batch."""
+    from psycopg_pool import ConnectionPool
+
+    return ConnectionPool(
+        config.dsn,
+        min_size=1,
+        max_size=2,
+        open=True,
+        timeout=config.connect_timeout,
+        check=ConnectionPool.check_connection,
+        kwargs={"autocommit": True, "connect_timeout": max(1, int(config.connect_timeout))},
+        name="otsec",
+    )
+
+
+_ALERT_COLUMNS = (
+    "alert_id",
+    "rule_id",
+    "title",
+    "description",
+    "attack_techniques",
+    "severity",
+    "risk_score",
+    "src_ip",
+    "dst_ip",
+    "event_count",
+    "first_seen",
+    "last_seen",
+    "sample_event_ids",
+)
+_MERGE_ALERTS = f"""
+INSERT INTO alerts ({", ".join(_ALERT_COLUMNS)})
+SELECT {", ".join(_ALERT_COLUMNS)} FROM incoming_alerts
+ON CONFLICT (alert_id) DO UPDATE SET
+    event_count = alerts.event_count + EXCLUDED.event_count,
+    first_seen = LEAST(alerts.first_seen, EXCLUDED.first_seen),
+    last_seen = GREATEST(alerts.last_seen, EXCLUDED.last_seen),
+    risk_score = GREATEST(alerts.risk_score, EXCLUDED.risk_score),
+    sample_event_ids = (alerts.sample_event_ids || EXCLUDED.sample_event_ids)[1:10],
+    updated_at = now()
+"""
+_SAMPLES = 10
+
+
+def _merge_batch(alerts: Sequence[Alert]) -> list[Alert]:
+    # PostgreSQL refuses to update one row twice in a statement: sum repeats first.
+    merged: dict[str, Alert] = {}
+    for alert in alerts:
+        seen = merged.get(alert.alert_id)
+        if seen is None:
+            merged[alert.alert_id] = alert
+            continue
+        merged[alert.alert_id] = msgspec.structs.replace(
+            seen,
+            event_count=seen.event_count + alert.event_count,
+            first_seen=min(seen.first_seen, alert.first_seen),
+            last_seen=max(seen.last_seen, alert.last_seen),
+            risk_score=max(seen.risk_score, alert.risk_score),
+            sample_event_ids=(seen.sample_event_ids + alert.sample_event_ids)[:_SAMPLES],
+        )
+    return list(merged.values())
+
+
+def upsert_alerts(connection: Any, alerts: Sequence[Alert]) -> None:
+    """Merge ``alerts`` into ``alerts`` in one transaction: COPY, then one upsert.
+
+    ``event_count`` adds up, ``first_seen``/``last_seen`` widen, the risk score keeps
+    its maximum; the analyst's ``status`` is never overwritten.
+    """
+    alerts = _merge_batch(alerts)
+    with connection.transaction():
+        connection.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS incoming_alerts "
+            "(LIKE alerts INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        with connection.cursor() as cursor:
+            with cursor.copy(
+                f"COPY incoming_alerts ({', '.join(_ALERT_COLUMNS)}) FROM STDIN"
+            ) as copy:
+                for alert in alerts:
+                    copy.write_row(
+                        (
+                            alert.alert_id,
+                            alert.rule_id,
+                            _text(alert.title),
+                            _text(alert.description),
+                            list(alert.attack_techniques),
+                            alert.severity,
+                            alert.risk_score,
+                            alert.src_ip,
+                            alert.dst_ip,
+                            alert.event_count,
+                            alert.first_seen,
+                            alert.last_seen,
+                            list(alert.sample_event_ids[:_SAMPLES]),
+                        )
+                    )
+            cursor.execute(_MERGE_ALERTS)
+
+
+class _WriteAlertsFn(beam.DoFn):  # type: ignore[misc]
+    def __init__(self, config: PostgresConfig, policy: RetryPolicy) -> None:
+        self._config = config
+        self._policy = policy
+
+    def setup(self) -> None:
+        self.counters = StageCounters("alerts")
+        self._pool = open_pool(self._config)
+
+    def start_bundle(self) -> None:
+        self._buffer: list[Alert] = []
+
+    def process(self, alert: Alert) -> Iterator[Any]:
+        self.counters.inputs += 1
+        self._buffer.append(alert)
+        if len(self._buffer) >= self._config.batch_rows:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator[Any]:
+        from apache_beam.transforms.window import GlobalWindow
+        from apache_beam.utils.timestamp import MAX_TIMESTAMP
+        from apache_beam.utils.windowed_value import WindowedValue
+
+        for letter in self._flush():
+            yield WindowedValue(letter, MAX_TIMESTAMP, (GlobalWindow(),))
+        self.counters.flush()
+
+    def teardown(self) -> None:
+        self._pool.close()
+
+    def _store(self, batch: list[Alert]) -> None:
+        import psycopg
+        import psycopg_pool
+
+        try:
+            with self._pool.connection() as connection:
+                upsert_alerts(connection, batch)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as error:
+            raise DatabaseError(
+                f"upserting {len(batch)} alerts at {self._config.where} failed: "
+                f"{_first_line(error)}",
+                stage="alerts",
+            ) from None
+
+    def _retried(self, attempt: int, error: Exception) -> None:
+        self.counters.extra["retries"] += 1
+        _log.warning("upserting alerts failed (try %d), retrying: %s", attempt, error)
+
+    def _flush(self) -> Iterator[DeadLetter]:
+        batch, self._buffer = self._buffer, []
+        if not batch:
+            return
+        try:
+            call_with_retries(lambda: self._store(batch), self._policy, on_retry=self._retried)
+        except DatabaseError as error:
+            from schemas.dead_letter import dead_letter_from_error
+            from schemas.records import RawLine, SourcePosition
+
+            for alert in batch:
+                origin = RawLine(
+                    payload=msgspec.json.encode(alert),
+                    source=SourcePosition(uri=f"alert:{alert.alert_id}"),
+                )
+                letter = dead_letter_from_error(
+                    "alerts", error, origin, record_kind="alert", attempts=self._policy.attempts
+                )
+                self.counters.dead_letters[letter.error_class] += 1
+                yield letter
+            return
+        self.counters.outputs += len(batch)
+
+
+class WriteAlertsToPostgres(beam.PTransform):  # type: ignore[misc]
+    """Upsert alerts into PostgreSQL ``alerts``; returns the dead letters of what failed.
+
+    Counters: ``alerts.in``, ``alerts.out``, ``alerts.retries``,
+    ``alerts.dead_letter.DatabaseError``.
+    """
+
+    def __init__(self, config: PostgresConfig, policy: RetryPolicy | None = None) -> None:
+        super().__init__()
+        self._fn = _WriteAlertsFn(config, policy or RetryPolicy(attempts=config.attempts))
+
+    def expand(self, alerts: beam.PCollection) -> beam.PCollection:
+        return alerts | "UpsertAlerts" >> beam.ParDo(self._fn)
+
+
 class _WriteDeadLettersFn(beam.DoFn):  # type: ignore[misc]
     def __init__(self, config: PostgresConfig, fallback_dir: str, policy: RetryPolicy) -> None:
         self._config = config
@@ -163,7 +356,7 @@ class _WriteDeadLettersFn(beam.DoFn):  # type: ignore[misc]
 
     def setup(self) -> None:
         self.counters = StageCounters("dead_letters")
-        self._connection: Any = None
+        self._pool: Any = None
 
     def start_bundle(self) -> None:
         self._buffer: list[DeadLetter] = []
@@ -180,21 +373,20 @@ class _WriteDeadLettersFn(beam.DoFn):  # type: ignore[misc]
         self.counters.flush()
 
     def teardown(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        if self._pool is not None:
+            self._pool.close()
 
     def _store(self, batch: list[DeadLetter]) -> None:
         import psycopg
+        import psycopg_pool
 
         try:
-            if self._connection is None or self._connection.closed:
-                self._connection = connect_postgres(self._config, autocommit=True)
-            store_dead_letters(self._connection, batch)
-        except psycopg.Error as error:
-            connection, self._connection = self._connection, None
-            if connection is not None:
-                connection.close()
+            if self._pool is None:
+                # Opened on first use: a run without dead letters needs no connection.
+                self._pool = open_pool(self._config)
+            with self._pool.connection() as connection:
+                store_dead_letters(connection, batch)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as error:
             raise DatabaseError(
                 f"storing {len(batch)} dead letters at {self._config.where} failed: "
                 f"{_first_line(error)}",

@@ -120,7 +120,7 @@ def test_postgres_stopped_mid_run_then_replay_lands_every_dead_letter_once(
     )
     letters = [run_stages(line) for line in lines]
     assert len(letters) == 366
-    small_batches = PostgresConfig(dsn=postgres.dsn, batch_rows=50)
+    small_batches = PostgresConfig(dsn=postgres.dsn, batch_rows=50, connect_timeout=1)
     fallback = tmp_path / "fallback"
     pipeline = TestPipeline()
     (
@@ -291,3 +291,40 @@ def test_unreachable_clickhouse_raises_database_error_quickly() -> None:
     config = ClickHouseConfig(dsn=f"http://127.0.0.1:{_closed_port()}", connect_timeout=2)
     with pytest.raises(DatabaseError, match=r"cannot connect to ClickHouse at http://127\.0\.0\.1"):
         open_clickhouse(config)
+
+
+def test_alert_upserts_aggregate_and_keep_triage_status(postgres) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from schemas.alert import Alert
+    from transforms.postgres import upsert_alerts
+
+    start = datetime(2026, 11, 20, 8, tzinfo=UTC)
+
+    def alert(minute: int, events: int = 1) -> Alert:
+        return Alert(
+            alert_id="a1",
+            rule_id="OT-MODBUS-WRITE-NON-EWS",
+            title="Modbus write from a non-EWS host",
+            attack_techniques=("T0855",),
+            severity="high",
+            risk_score=70 + minute,
+            src_ip="10.50.0.7",
+            dst_ip="10.10.1.10",
+            event_count=events,
+            first_seen=start + timedelta(minutes=minute),
+            last_seen=start + timedelta(minutes=minute),
+            sample_event_ids=(f"e{minute}",),
+        )
+
+    with psycopg.connect(postgres.dsn, autocommit=True) as connection:
+        upsert_alerts(connection, [alert(0), alert(5, events=2)])  # same id twice in one batch
+        connection.execute("UPDATE alerts SET status = 'investigating'")
+        upsert_alerts(connection, [alert(9)])
+        row = connection.execute(
+            "SELECT event_count, first_seen, last_seen, status, risk_score, "
+            "host(src_ip), attack_techniques, cardinality(sample_event_ids) FROM alerts"
+        ).fetchall()
+    assert row == [
+        (4, start, start + timedelta(minutes=9), "investigating", 79, "10.50.0.7", ["T0855"], 3)
+    ]
