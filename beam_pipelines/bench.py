@@ -23,12 +23,19 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import apache_beam as beam
+import msgspec
+
 __all__ = ["BenchConfig", "run_bench"]
 
-# Targets of the foundation work (stages 1-3 on DirectRunner).
+# Targets: stages 1-3 on DirectRunner (foundation), sinks and stores (storage).
 TARGET_BEAM_EVENTS_PER_S = 60_000
 TARGET_RATIO = 0.5
 TARGET_PEAK_RSS_MB = 1024
+TARGET_CLICKHOUSE_SINK_ROWS_PER_S = 300_000
+TARGET_ALERT_UPSERTS_PER_S = 20_000
+TARGET_STORES_EVENTS_PER_S = 40_000
+TARGET_STORES_PEAK_RSS_MB = 1536
 PART_SAMPLE = 200_000
 
 
@@ -133,14 +140,179 @@ def _beam_run(sensor_dir: str, out_dir: str) -> dict[str, Any]:
     }
 
 
+def _sample_events(sensor_dir: str, limit: int = 20_000) -> list[Any]:
+    """Normalized events from every sensor file, for the sink benchmarks."""
+    from transforms.decode import decode_line
+    from transforms.normalize import normalize_record
+    from transforms.sources import read_lines
+    from transforms.validate import validate_record
+
+    files = _files(sensor_dir)
+    per_file = max(1, limit // len(files))
+    events = []
+    for path in files:
+        taken = 0
+        for line in read_lines(path):
+            try:
+                events.append(normalize_record(validate_record(decode_line(line))))
+            except Exception:
+                continue  # malformed sample lines are not what this measures
+            taken += 1
+            if taken >= per_file:
+                break
+    return events
+
+
+class _ReplicateFn(beam.DoFn):  # type: ignore[misc]
+    """Emits n distinct events (fresh ids) cycled from a sample."""
+
+    def __init__(self, sample: list[Any], n: int) -> None:
+        self._sample = sample
+        self._n = n
+
+    def process(self, _: Any) -> Iterator[Any]:
+        sample = self._sample
+        for i in range(self._n):
+            yield msgspec.structs.replace(sample[i % len(sample)], event_id=f"{i:032x}")
+
+
+def _clickhouse_sink_run(sensor_dir: str, out_dir: str, rows: int = 500_000) -> dict[str, Any]:
+    """WriteToClickHouse alone inside a Beam run, into a fresh chDB store."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from runners.direct import with_direct_defaults
+    from schemas.migrate import ClickHouseMigrator
+    from transforms.clickhouse import ClickHouseConfig, WriteToClickHouse, open_clickhouse
+
+    config = ClickHouseConfig(dsn=f"chdb://{os.path.join(out_dir, 'clickhouse')}")
+    client = open_clickhouse(config)
+    ClickHouseMigrator(client).migrate()
+    sample = _sample_events(sensor_dir)
+    pipeline = beam.Pipeline(options=PipelineOptions(with_direct_defaults([])))
+    events = pipeline | beam.Create([None]) | "Replicate" >> beam.ParDo(_ReplicateFn(sample, rows))
+    _ = events | WriteToClickHouse(config)
+    generate_only = beam.Pipeline(options=PipelineOptions(with_direct_defaults([])))
+    _ = (
+        generate_only
+        | beam.Create([None])
+        | "Replicate" >> beam.ParDo(_ReplicateFn(sample, rows))
+        | beam.Map(lambda _: None)
+    )
+    started = time.perf_counter()
+    generate_only.run().wait_until_finish()
+    baseline = time.perf_counter() - started
+    started = time.perf_counter()
+    pipeline.run().wait_until_finish()
+    seconds = time.perf_counter() - started
+    stored = client.query("SELECT count() FROM ot_events").result_rows[0][0]
+    client.close()
+    sink_seconds = max(seconds - baseline, 1e-9)
+    return {
+        "records": rows,
+        "stored": stored,
+        "seconds": seconds,
+        "generate_seconds": baseline,
+        "sink_rows_per_s": rows / sink_seconds,
+    }
+
+
+def _alert_upsert_run(sensor_dir: str, out_dir: str, rows: int = 200_000) -> dict[str, Any]:
+    """Alert upserts into a fresh embedded PostgreSQL: half new ids, half repeats."""
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+
+    from beam_pipelines.stores import EmbeddedPostgres
+    from schemas.alert import Alert
+    from schemas.migrate import PostgresMigrator
+    from transforms.postgres import upsert_alerts
+
+    server = EmbeddedPostgres(os.path.join(out_dir, "postgres"))
+    dsn = server.start()
+    try:
+        start = datetime(2026, 11, 20, tzinfo=UTC)
+        alerts = [
+            Alert(
+                alert_id=f"a{i % (rows // 2):08d}",
+                rule_id="OT-BENCH",
+                title="bench",
+                attack_techniques=("T0855",),
+                severity="high",
+                risk_score=70,
+                src_ip="10.50.0.7",
+                dst_ip="10.10.1.10",
+                event_count=1,
+                first_seen=start + timedelta(seconds=i),
+                last_seen=start + timedelta(seconds=i),
+                sample_event_ids=(f"{i:032x}",),
+            )
+            for i in range(rows)
+        ]
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            PostgresMigrator(connection).migrate()
+            started = time.perf_counter()
+            for offset in range(0, rows, 5_000):
+                upsert_alerts(connection, alerts[offset : offset + 5_000])
+            seconds = time.perf_counter() - started
+            total = connection.execute("SELECT count(*), sum(event_count) FROM alerts").fetchone()
+    finally:
+        server.stop()
+    return {
+        "records": rows,
+        "seconds": seconds,
+        "rows_per_s": rows / seconds,
+        "alerts": [int(value) for value in total or ()],
+    }
+
+
+def _stores_run(sensor_dir: str, out_dir: str) -> dict[str, Any]:
+    """Stages 1-3 and 8 into fresh embedded stores: chDB and PostgreSQL."""
+    from beam_pipelines.event_pipeline import RunConfig, run
+    from beam_pipelines.stores import StoreSettings, open_stores
+    from runners.direct import with_direct_defaults
+
+    with open_stores(StoreSettings.resolve(out_dir)) as stores:
+        config = RunConfig(
+            input_files=_files(sensor_dir),
+            clickhouse=stores.clickhouse,
+            postgres=stores.postgres,
+            fallback_dir=os.path.join(out_dir, "fallback"),
+        )
+        started = time.perf_counter()
+        summary = run(config, with_direct_defaults([]))
+        seconds = time.perf_counter() - started
+    if not summary.conservation_ok:
+        raise RuntimeError(f"benchmark run lost records: {summary.to_json().decode()}")
+    return {
+        "records": summary.input_records,
+        "events": summary.stored_events,
+        "dead_letters": summary.dead_letters.total,
+        "seconds": seconds,
+    }
+
+
+_SIDES = {
+    "loop": lambda d, o: _loop_run(d, o),
+    "beam": lambda d, o: _beam_run(d, o),
+    "clickhouse_sink": lambda d, o: _clickhouse_sink_run(d, o),
+    "alert_upserts": lambda d, o: _alert_upsert_run(d, o),
+    "stores": lambda d, o: _stores_run(d, o),
+}
+
+
 def _child(side: str, sensor_dir: str) -> dict[str, Any]:
     """One measured run in this process; prints its figures as JSON."""
     with tempfile.TemporaryDirectory(prefix=f"otsec-bench-{side}-") as out_dir:
-        figures = (_beam_run if side == "beam" else _loop_run)(sensor_dir, out_dir)
+        figures = _SIDES[side](sensor_dir, out_dir)
     figures["side"] = side
     figures["records_per_s"] = figures["records"] / figures["seconds"]
     figures["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return figures
+
+
+def _brief(figures: dict[str, Any]) -> str:
+    rate = figures.get("sink_rows_per_s") or figures.get("rows_per_s") or figures["records_per_s"]
+    return f"{rate:,.0f}/s, {figures['seconds']:.1f} s, peak {figures['peak_rss_mb']:.0f} MB"
 
 
 def _measure_child(side: str, sensor_dir: str) -> dict[str, Any]:
@@ -253,6 +425,44 @@ def run_bench(config: BenchConfig) -> int:
     ]
     peak = max(r["peak_rss_mb"] for r in beam)
     parts = _parts(sensor_dir)
+    storage: dict[str, list[dict[str, Any]]] = {
+        "clickhouse_sink": [],
+        "alert_upserts": [],
+        "stores": [],
+    }
+    for round_number in range(config.repeat):
+        for side in storage:
+            figures = _measure_child(side, sensor_dir)
+            storage[side].append(figures)
+            print(
+                f"round {round_number + 1}/{config.repeat} {side}: {_brief(figures)}",
+                file=sys.stderr,
+            )
+    sink_rate = statistics.median(r["sink_rows_per_s"] for r in storage["clickhouse_sink"])
+    upsert_rate = statistics.median(r["rows_per_s"] for r in storage["alert_upserts"])
+    stores_rate = statistics.median(r["records_per_s"] for r in storage["stores"])
+    stores_peak = max(r["peak_rss_mb"] for r in storage["stores"])
+    parts += [
+        {
+            "part": "clickhouse_sink_in_beam",
+            "records_per_s": round(sink_rate, 1),
+            "runs": storage["clickhouse_sink"],
+            "target": TARGET_CLICKHOUSE_SINK_ROWS_PER_S,
+        },
+        {
+            "part": "postgres_alert_upserts",
+            "records_per_s": round(upsert_rate, 1),
+            "runs": storage["alert_upserts"],
+            "target": TARGET_ALERT_UPSERTS_PER_S,
+        },
+        {
+            "part": "stages_1_3_and_8_into_stores",
+            "records_per_s": round(stores_rate, 1),
+            "peak_rss_mb": stores_peak,
+            "runs": storage["stores"],
+            "target": TARGET_STORES_EVENTS_PER_S,
+        },
+    ]
     import apache_beam
 
     report = {
@@ -275,6 +485,10 @@ def run_bench(config: BenchConfig) -> int:
             "beam_events_per_s": beam_rate >= TARGET_BEAM_EVENTS_PER_S,
             "ratio": beam_rate / loop_rate >= TARGET_RATIO,
             "peak_rss_mb": peak < TARGET_PEAK_RSS_MB,
+            "clickhouse_sink_rows_per_s": sink_rate >= TARGET_CLICKHOUSE_SINK_ROWS_PER_S,
+            "alert_upserts_per_s": upsert_rate >= TARGET_ALERT_UPSERTS_PER_S,
+            "stores_events_per_s": stores_rate >= TARGET_STORES_EVENTS_PER_S,
+            "stores_peak_rss_mb": stores_peak < TARGET_STORES_PEAK_RSS_MB,
         },
         "machine": {
             "cpus": os.cpu_count(),
@@ -291,7 +505,16 @@ def run_bench(config: BenchConfig) -> int:
         f"  ratio {report['ratio']:>12.3f}         (target {TARGET_RATIO})\n"
         f"  peak  {peak:>12,.0f} MB         (target < {TARGET_PEAK_RSS_MB})"
     )
-    for part in parts:
+    print(
+        f"  clickhouse sink in Beam {sink_rate:>10,.0f} rows/s   "
+        f"(target {TARGET_CLICKHOUSE_SINK_ROWS_PER_S:,})\n"
+        f"  alert upserts           {upsert_rate:>10,.0f} rows/s   "
+        f"(target {TARGET_ALERT_UPSERTS_PER_S:,})\n"
+        f"  stages 1-3 + 8 (stores) {stores_rate:>10,.0f} records/s "
+        f"(target {TARGET_STORES_EVENTS_PER_S:,}), peak {stores_peak:,.0f} MB "
+        f"(target < {TARGET_STORES_PEAK_RSS_MB:,})"
+    )
+    for part in parts[:5]:
         print(
             f"  part {part['part']:<18} {part['records_per_s']:>12,.0f} records/s "
             f"({part['us_per_record']:.2f} us each)"
