@@ -161,6 +161,11 @@ def _parser() -> argparse.ArgumentParser:
         "migrate", help="apply pending schema migrations (safe to run twice)", allow_abbrev=False
     )
     migrate.add_argument("--data-dir", help="working directory (default $OTSEC_HOME or ./.otsec)")
+    migrate.add_argument(
+        "--clickhouse-ttl-days",
+        type=_count,
+        help="keep events this many days by event time (0: forever); unchanged if not given",
+    )
     _store_arguments(migrate)
 
     dlq = commands.add_parser("dlq", help="dead letters", allow_abbrev=False)
@@ -428,6 +433,12 @@ def _db(args: argparse.Namespace) -> int:
         with open_stores(settings, migrate=True) as stores:
             print(f"PostgreSQL {stores.postgres.where}: schema current")
             print(f"ClickHouse {stores.clickhouse.where}: schema current")
+            if args.clickhouse_ttl_days is not None:
+                from schemas.migrate import set_event_ttl
+
+                set_event_ttl(stores.clickhouse_client, args.clickhouse_ttl_days)
+                kept = f"{args.clickhouse_ttl_days} days" if args.clickhouse_ttl_days else "forever"
+                print(f"ClickHouse ot_events: events kept {kept}")
     except StoreUnavailable as error:
         raise ConfigError(str(error)) from None
     return 0

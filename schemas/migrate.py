@@ -24,6 +24,7 @@ __all__ = [
     "PostgresMigrator",
     "SchemaBehindError",
     "load_migrations",
+    "set_event_ttl",
 ]
 
 _NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
@@ -194,3 +195,22 @@ class ClickHouseMigrator(_Migrator):
             [[migration.version, migration.name, migration.checksum]],
             column_names=["version", "name", "checksum"],
         )
+
+
+def set_event_ttl(client: Any, days: int, table: str = "ot_events") -> None:
+    """Keep events ``days`` days (by event time), or forever with 0.
+
+    A table setting rather than a migration: it differs between deployments.
+    """
+    if days < 0:
+        raise ValueError(f"TTL days must be >= 0, got {days}")
+    if days == 0:
+        ttl = client.query(
+            "SELECT engine_full FROM system.tables "
+            "WHERE database = currentDatabase() AND name = {t:String}",
+            parameters={"t": table},
+        ).result_rows
+        if ttl and " TTL " in ttl[0][0]:
+            client.command(f"ALTER TABLE {table} REMOVE TTL")
+        return
+    client.command(f"ALTER TABLE {table} MODIFY TTL toDateTime(time) + INTERVAL {int(days)} DAY")
