@@ -330,20 +330,22 @@ def test_alert_upserts_aggregate_and_keep_triage_status(postgres) -> None:
     ]
 
 
+ENGINE_SQL = (
+    "SELECT engine_full FROM system.tables "
+    "WHERE database = currentDatabase() AND name = 'ot_events'"
+)
+
+
 def test_event_ttl_is_set_and_removed(clickhouse) -> None:
     from schemas.migrate import set_event_ttl
 
     client = open_clickhouse(clickhouse)
     try:
         set_event_ttl(client, 30)
-        engine = client.query(
-            "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'ot_events'"
-        ).result_rows[0][0]
+        engine = client.query(ENGINE_SQL).result_rows[0][0]
         assert "TTL toDateTime(time) + toIntervalDay(30)" in engine
         set_event_ttl(client, 0)
-        engine = client.query(
-            "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'ot_events'"
-        ).result_rows[0][0]
+        engine = client.query(ENGINE_SQL).result_rows[0][0]
         assert " TTL " not in engine
     finally:
         client.close()
