@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import logging
 import os
 import warnings
@@ -105,6 +106,33 @@ class EmbeddedPostgres:
             self._server = None
 
 
+def chdb_holder(path: str) -> str | None:
+    """Who holds an embedded ClickHouse data path: the holder's pid as text, or None if free.
+
+    chDB keeps an exclusive ``flock`` on ``<path>/status`` while a process has the
+    engine open (its own error only says "Error initializing EmbeddedServer"). Check
+    before this process opens the path: flock is per open file, so a process that
+    already holds the engine would find itself.
+    """
+    status = os.path.join(path, "status")
+    try:
+        fd = os.open(status, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except BlockingIOError:
+        with open(status, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("PID:"):
+                    return line.split(":", 1)[1].strip()
+        return "unknown"
+    finally:
+        os.close(fd)
+
+
 def _postgres_failure(config: PostgresConfig, error: Exception) -> StoreUnavailable:
     message = error.message if isinstance(error, DatabaseError) else redact(str(error))
     return StoreUnavailable(f"PostgreSQL store unavailable: {message}")
@@ -112,12 +140,6 @@ def _postgres_failure(config: PostgresConfig, error: Exception) -> StoreUnavaila
 
 def _clickhouse_failure(config: ClickHouseConfig, error: Exception) -> StoreUnavailable:
     text = error.message if isinstance(error, DatabaseError) else redact(str(error))
-    if "Cannot lock file" in text or "already running" in text:
-        return StoreUnavailable(
-            f"the embedded ClickHouse store {config.chdb_path()} is in use by another process "
-            "(one process at a time may open it): wait for it to finish, give this run its "
-            "own --data-dir, or use a ClickHouse server with --clickhouse-dsn"
-        )
     return StoreUnavailable(f"ClickHouse store unavailable: {text}")
 
 
@@ -154,6 +176,15 @@ def open_stores(settings: StoreSettings, *, migrate: bool = False) -> Iterator[O
             connection = connect_postgres(postgres, autocommit=True)
         except DatabaseError as error:
             raise _postgres_failure(postgres, error) from None
+        path = clickhouse.chdb_path()
+        if path and (holder := chdb_holder(path)) is not None:
+            connection.close()
+            raise StoreUnavailable(
+                f"the embedded ClickHouse store {path} is in use by another process "
+                f"(pid {holder}; one process at a time may open it): wait for it to finish, "
+                "give this run its own --data-dir, or use a ClickHouse server with "
+                "--clickhouse-dsn"
+            )
         try:
             client = open_clickhouse(clickhouse)
             client.command("SELECT 1")

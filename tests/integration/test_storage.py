@@ -349,3 +349,41 @@ def test_event_ttl_is_set_and_removed(clickhouse) -> None:
         assert " TTL " not in engine
     finally:
         client.close()
+
+
+def test_second_process_on_the_embedded_clickhouse_store_gets_a_clear_error(tmp_path) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, clickhouse_connect; c = clickhouse_connect.get_client(dsn=sys.argv[1]); "
+            "c.command('SELECT 1'); print('ready', flush=True); sys.stdin.read()",
+            f"chdb://{tmp_path / 'clickhouse'}",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "beam_pipelines.cli",
+                "run",
+                "--input",
+                str(ZEEK_TSV / "zeek_modbus_conn_2016.log"),
+                "--data-dir",
+                str(tmp_path),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        holder.communicate("", timeout=30)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert "is in use by another process" in last and str(tmp_path / "clickhouse") in last
