@@ -387,3 +387,46 @@ def test_second_process_on_the_embedded_clickhouse_store_gets_a_clear_error(tmp_
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert "is in use by another process" in last and str(tmp_path / "clickhouse") in last
+
+
+def test_real_servers_from_environment_migrate_run_and_replay(tmp_path, postgres_server) -> None:
+    """The commands against a PostgreSQL server named only by OTSEC_POSTGRES_DSN."""
+    import os
+
+    name = "envdb"
+    with psycopg.connect(postgres_server.dsn, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"CREATE DATABASE {name}")
+    env = dict(os.environ)
+    env["OTSEC_POSTGRES_DSN"] = postgres_server.dsn.replace("/postgres?", f"/{name}?", 1)
+    env["OTSEC_CLICKHOUSE_DSN"] = f"chdb://{tmp_path / 'ch'}"
+
+    def otsec(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "beam_pipelines.cli", *args, "--data-dir", str(tmp_path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=env,
+        )
+
+    fixture = str(ZEEK_TSV / "zeek_dnp3_current.log")
+    behind = otsec("run", "--input", fixture)
+    assert behind.returncode == 2
+    assert "PostgreSQL schema" in behind.stderr and "run `otsec db migrate` first" in behind.stderr
+    migrated = otsec("db", "migrate")
+    assert migrated.returncode == 0 and "schema current" in migrated.stdout, migrated.stderr
+    assert otsec("db", "migrate").returncode == 0  # twice is fine
+    ran = otsec("run", "--input", fixture)
+    assert ran.returncode == 0, ran.stderr
+    assert "dead letters                66" in ran.stdout
+    replayed = otsec("dlq", "replay", "--stage", "validate")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "dead letters selected           66" in replayed.stdout
+    assert "ValidationError: 66" in replayed.stdout  # still invalid: back with attempts + 1
+    rows = pg_rows(
+        PostgresConfig(dsn=env["OTSEC_POSTGRES_DSN"]),
+        "SELECT count(*), min(attempts), max(attempts) FROM dead_letters",
+    )
+    assert rows == [(66, 2, 2)]
