@@ -23,12 +23,10 @@ from schemas.dead_letter import DeadLetter, dead_letter_from_error
 from schemas.event import NormalizedEvent
 from schemas.records import RawLine
 from transforms._retry import RetryPolicy
+from transforms.chain import process_line
 from transforms.clickhouse import ClickHouseConfig, EventWriter, load_dead_letter
 from transforms.dead_letters import read_dead_letters
-from transforms.decode import decode_line
-from transforms.normalize import normalize_record
 from transforms.postgres import DEAD_LETTER_COLUMNS, store_dead_letters
-from transforms.validate import validate_record
 
 __all__ = ["ReplayFilter", "ReplayReport", "load_pending", "replay"]
 
@@ -110,16 +108,7 @@ def _origin(letter: DeadLetter) -> RawLine:
 
 def _redrive(letter: DeadLetter) -> NormalizedEvent | DeadLetter:
     """Run a stage 1-3 dead letter from decode again: an event, or its new dead letter."""
-    line = _origin(letter)
-    stage = "decode"
-    try:
-        decoded = decode_line(line)
-        stage = "validate"
-        validated = validate_record(decoded)
-        stage = "normalize"
-        return normalize_record(validated)
-    except Exception as error:
-        return dead_letter_from_error(stage, error, line, attempts=letter.attempts + 1)
+    return process_line(_origin(letter), attempts=letter.attempts + 1)
 
 
 def replay(

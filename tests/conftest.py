@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from schemas.dead_letter import DeadLetter, dead_letter_from_error
+from schemas.dead_letter import DeadLetter
 from schemas.event import NormalizedEvent
 from schemas.records import RawLine, SourcePosition
-from transforms.decode import decode_line
-from transforms.normalize import normalize_record
-from transforms.validate import validate_record
+from transforms.chain import process_line
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ZEEK_TSV = FIXTURES / "zeek" / "tsv"
@@ -23,15 +21,7 @@ os.environ.setdefault("OTSEC_HOME", str(Path(__file__).parent.parent / ".otsec-t
 
 def run_stages(line: RawLine) -> NormalizedEvent | DeadLetter:
     """Stages 1-3 as the pipeline runs them: an event, or the dead letter of the failing stage."""
-    stage = "decode"
-    try:
-        decoded = decode_line(line)
-        stage = "validate"
-        validated = validate_record(decoded)
-        stage = "normalize"
-        return normalize_record(validated)
-    except Exception as error:
-        return dead_letter_from_error(stage, error, line)
+    return process_line(line)
 
 
 def raw_line(payload: bytes, context: tuple[bytes, ...] | None = None, line: int = 1) -> RawLine:
