@@ -53,6 +53,18 @@ class BenchConfig:
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak resident memory since it started.
+
+    ``VmHWM`` belongs to the address space, which ``exec`` replaces; ``ru_maxrss``
+    would carry over the peak of the parent that forked this child.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
