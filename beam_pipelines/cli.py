@@ -287,6 +287,7 @@ def print_summary(summary: RunSummary, stream: Any = None) -> None:
             if summary.dead_letters_in_fallback_files
             else "\n"
         )
+        + f"  stored in PostgreSQL {summary.dead_letters_stored:>9,}\n"
         + f"alerts            {summary.alerts:>12,}\n"
         f"conservation      {verdict}\n"
     )
@@ -320,6 +321,13 @@ def _run(args: argparse.Namespace, beam_args: list[str], *, report: bool = False
     from runners.direct import with_direct_defaults
 
     data_dir = _data_dir(args.data_dir)
+    if any("multi_processing" in arg for arg in beam_args) and not (
+        args.clickhouse_dsn or os.environ.get("OTSEC_CLICKHOUSE_DSN", "").startswith("http")
+    ):
+        raise ConfigError(
+            "--direct_running_mode=multi_processing needs a ClickHouse server "
+            "(--clickhouse-dsn http://...): the embedded store opens in one process only"
+        )
     output_dir = os.path.abspath(args.output) if args.output else None
     dead_letter_dir = os.path.abspath(args.dead_letter_dir) if args.dead_letter_dir else None
     settings = StoreSettings.resolve(data_dir, args.clickhouse_dsn, args.postgres_dsn)
@@ -461,11 +469,8 @@ def _dlq(args: argparse.Namespace) -> int:
     files: list[str] = []
     if args.from_files is not None:
         try:
-            files = (
-                list(resolve_inputs(args.from_files))
-                if args.from_files
-                else fallback_files(data_dir)
-            )
+            found = resolve_inputs(args.from_files) if args.from_files else fallback_files(data_dir)
+            files = [path for path in found if path.endswith(".jsonl")]
         except OtsecError as error:
             raise ConfigError(error.message) from None
     settings = StoreSettings.resolve(data_dir, args.clickhouse_dsn, args.postgres_dsn)
@@ -478,9 +483,10 @@ def _dlq(args: argparse.Namespace) -> int:
             report = replay(letters, stores.clickhouse, stores.postgres_connection)
     except StoreUnavailable as error:
         raise ConfigError(str(error)) from None
-    for path in files:
-        # Their dead letters are now stored events or dead letters in PostgreSQL.
-        os.replace(path, f"{path}.replayed")
+    if not (args.stage or args.error_class or args.limit):
+        for path in files:
+            # Every dead letter in them is now a stored event or a dead letter in PostgreSQL.
+            os.replace(path, f"{path}.replayed")
     print(report.describe())
     return 0
 

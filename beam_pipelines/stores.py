@@ -165,7 +165,10 @@ def open_stores(settings: StoreSettings, *, migrate: bool = False) -> Iterator[O
         StoreUnavailable: A store is unreachable, locked, or its schema is behind.
     """
     embedded = None
-    clickhouse = settings.clickhouse
+    try:
+        clickhouse = settings.clickhouse
+    except ValueError as error:
+        raise StoreUnavailable(str(error)) from None
     postgres_dsn = settings.postgres_dsn
     try:
         if postgres_dsn is None:

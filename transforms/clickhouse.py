@@ -107,6 +107,10 @@ def open_clickhouse(config: ClickHouseConfig) -> Any:
             options: dict[str, Any] = {}
         else:
             options = {"connect_timeout": config.connect_timeout, "send_receive_timeout": 120}
+            if urlsplit(config.dsn).scheme in ("https", "clickhouses"):
+                # clickhouse-connect picks TLS from the port (443/8443), not the scheme:
+                # say it, so an https DSN on another port never sends credentials in clear.
+                options["secure"] = True
         client = clickhouse_connect.get_client(dsn=config.dsn, **options)
         if config.database:
             client.command(f"CREATE DATABASE IF NOT EXISTS {config.database}")

@@ -1,8 +1,9 @@
 """The dead-letter sink: every stage's failures, in one place, as JSON lines.
 
 Each line is a `DeadLetter` encoded with msgspec (the payload as base64, so
-any bytes survive). The PostgreSQL sink comes with the storage work and takes
-the same records.
+any bytes survive). PostgreSQL is the primary store (`transforms.postgres`);
+these files are the ``--dead-letter-dir`` export and the fallback when
+PostgreSQL is down, and `read_dead_letters` reads both back for replay.
 """
 
 from __future__ import annotations

