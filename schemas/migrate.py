@@ -9,6 +9,7 @@ schema that is behind, naming the command that fixes it.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import hashlib
 import re
@@ -71,7 +72,7 @@ def load_migrations(store: str) -> list[Migration]:
     return found
 
 
-class _Migrator:
+class _Migrator(abc.ABC):
     store = ""
     label = ""
 
@@ -82,11 +83,13 @@ class _Migrator:
     def latest(self) -> int:
         return self.migrations[-1].version if self.migrations else 0
 
+    @abc.abstractmethod
     def applied(self) -> dict[int, str]:
-        raise NotImplementedError
+        """Version -> checksum of the migrations recorded in the store."""
 
+    @abc.abstractmethod
     def apply(self, migration: Migration) -> None:
-        raise NotImplementedError
+        """Run one migration and record it."""
 
     def migrate(self, log: Callable[[str], None] = lambda _: None) -> list[int]:
         """Apply every migration not yet recorded; return the versions applied."""

@@ -11,6 +11,7 @@ far less than a metrics call per element.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import apache_beam as beam
@@ -20,7 +21,15 @@ from apache_beam.pvalue import TaggedOutput
 from schemas.dead_letter import dead_letter_from_error
 from schemas.records import RawLine
 
-__all__ = ["DEAD_LETTERS", "MAIN", "METRICS_NAMESPACE", "StageCounters", "StageFn", "stage_outputs"]
+__all__ = [
+    "DEAD_LETTERS",
+    "MAIN",
+    "METRICS_NAMESPACE",
+    "StageCounters",
+    "StageFn",
+    "origin_of",
+    "stage_outputs",
+]
 
 METRICS_NAMESPACE = "otsec"
 MAIN = "main"
@@ -57,22 +66,30 @@ class StageCounters:
         self.extra.clear()
 
 
+def origin_of(element: Any) -> RawLine:
+    """The raw line a record came from (a `RawLine` is its own origin)."""
+    return element if isinstance(element, RawLine) else element.origin
+
+
 class StageFn(beam.DoFn, Generic[In, Out]):  # type: ignore[misc]
     """A DoFn around one pure function, with dead letters and counters.
 
-    Subclasses implement `transform` (may raise) and `origin` (the raw line a
-    dead letter should keep for the element).
+    Args:
+        stage: The stage name, for counters and dead letters.
+        transform: The stage's pure function (module level, so it pickles); it may raise.
+        origin: The raw line a dead letter should keep for an element.
     """
 
-    def __init__(self, stage: str) -> None:
+    def __init__(
+        self,
+        stage: str,
+        transform: Callable[[In], Out],
+        origin: Callable[[In], RawLine] = origin_of,
+    ) -> None:
         super().__init__()
         self.stage = stage
-
-    def transform(self, element: In) -> Out:
-        raise NotImplementedError
-
-    def origin(self, element: In) -> RawLine:
-        raise NotImplementedError
+        self.transform = transform
+        self.origin = origin
 
     def record_kind(self, element: In) -> str | None:
         return getattr(element, "kind", None)

@@ -336,18 +336,6 @@ def decode_line(line: RawLine, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES)
     return DecodedRecord(kind=kind, source_format=source_format, fields=fields, origin=line)
 
 
-class _DecodeFn(StageFn[RawLine, DecodedRecord]):
-    def __init__(self, max_record_bytes: int) -> None:
-        super().__init__("decode")
-        self._max_record_bytes = max_record_bytes
-
-    def transform(self, element: RawLine) -> DecodedRecord:
-        return decode_line(element, self._max_record_bytes)
-
-    def origin(self, element: RawLine) -> RawLine:
-        return element
-
-
 class Decode(beam.PTransform):  # type: ignore[misc]
     """Stage 1: `RawLine` -> `DecodedRecord`, with a ``dead_letters`` output.
 
@@ -361,4 +349,5 @@ class Decode(beam.PTransform):  # type: ignore[misc]
         self._max_record_bytes = max_record_bytes
 
     def expand(self, lines: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return stage_outputs(lines, "DecodeRecords", _DecodeFn(self._max_record_bytes))
+        decode = functools.partial(decode_line, max_record_bytes=self._max_record_bytes)
+        return stage_outputs(lines, "DecodeRecords", StageFn("decode", decode))

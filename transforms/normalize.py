@@ -25,7 +25,7 @@ from schemas.event import (
     NormalizedEvent,
     SeverityId,
 )
-from schemas.records import RawLine, ValidatedRecord
+from schemas.records import ValidatedRecord
 from transforms import ics_protocols as ics
 from transforms._stage import StageFn, stage_outputs
 from transforms.validate import canonical_ip
@@ -632,19 +632,8 @@ def normalize_record(validated: ValidatedRecord) -> NormalizedEvent:
     return _NORMALIZERS[validated.kind](validated)
 
 
-class _NormalizeFn(StageFn[ValidatedRecord, NormalizedEvent]):
-    def __init__(self) -> None:
-        super().__init__("normalize")
-
-    def transform(self, element: ValidatedRecord) -> NormalizedEvent:
-        return normalize_record(element)
-
-    def origin(self, element: ValidatedRecord) -> RawLine:
-        return element.origin
-
-
 class Normalize(beam.PTransform):  # type: ignore[misc]
     """Stage 3: `ValidatedRecord` -> `NormalizedEvent`, with a ``dead_letters`` output."""
 
     def expand(self, records: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return stage_outputs(records, "NormalizeRecords", _NormalizeFn())
+        return stage_outputs(records, "NormalizeRecords", StageFn("normalize", normalize_record))

@@ -19,7 +19,7 @@ import msgspec
 
 from schemas import raw
 from schemas.errors import ValidationError
-from schemas.records import DecodedRecord, RawLine, ValidatedRecord
+from schemas.records import DecodedRecord, ValidatedRecord
 from transforms._stage import StageFn, stage_outputs
 
 __all__ = ["Validate", "canonical_ip", "validate_record"]
@@ -161,19 +161,8 @@ def validate_record(decoded: DecodedRecord) -> ValidatedRecord:
     )
 
 
-class _ValidateFn(StageFn[DecodedRecord, ValidatedRecord]):
-    def __init__(self) -> None:
-        super().__init__("validate")
-
-    def transform(self, element: DecodedRecord) -> ValidatedRecord:
-        return validate_record(element)
-
-    def origin(self, element: DecodedRecord) -> RawLine:
-        return element.origin
-
-
 class Validate(beam.PTransform):  # type: ignore[misc]
     """Stage 2: `DecodedRecord` -> `ValidatedRecord`, with a ``dead_letters`` output."""
 
     def expand(self, records: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return stage_outputs(records, "ValidateRecords", _ValidateFn())
+        return stage_outputs(records, "ValidateRecords", StageFn("validate", validate_record))

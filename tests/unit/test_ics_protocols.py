@@ -13,8 +13,7 @@ from transforms import ics_protocols as ics
 from transforms.ics_protocols import FunctionInfo, Operation
 
 _REPO = Path(__file__).resolve().parents[2]
-_LOCAL_FIXTURES = _REPO / "tests" / "fixtures" / "zeek" / "tsv"
-FIXTURES = _LOCAL_FIXTURES if _LOCAL_FIXTURES.is_dir() else Path("/work/shared/fixtures/zeek/tsv")
+FIXTURES = _REPO / "tests" / "fixtures" / "zeek" / "tsv"
 
 EMPTY = FunctionInfo(None, "", Operation.UNKNOWN)
 
@@ -22,8 +21,6 @@ EMPTY = FunctionInfo(None, "", Operation.UNKNOWN)
 def zeek_rows(name: str) -> Iterator[dict[str, str]]:
     """The records of a Zeek TSV log as dicts (header lines skipped)."""
     path = FIXTURES / name
-    if not path.is_file():
-        pytest.skip(f"fixture {path} not available")
     fields: list[str] = []
     with path.open(encoding="utf-8") as handle:
         for line in handle:
@@ -838,8 +835,6 @@ def test_opcua_service(value: str | int, expected: FunctionInfo) -> None:
 
 def test_every_opcua_name_in_the_fixture() -> None:
     path = FIXTURES / "icsnpp_opcua_binary_headerless.log"
-    if not path.is_file():
-        pytest.skip("opcua fixture not available")
     tokens: set[str] = set()
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("#"):
