@@ -184,63 +184,55 @@ EVENT_ARROW_SCHEMA = pa.schema(
         ("source_line", pa.uint64()),
     ]
 )
-_NOT_NULL = {
-    name
-    for name in EVENT_ARROW_SCHEMA.names
-    if name
-    not in (
-        "src_port",
-        "dst_port",
-        "ics_function_code",
-        "ics_is_request",
-        "ics_unit_id",
-        "ics_address_start",
-        "ics_address_count",
-        "source_line",
-    )
-}
 
 
-def _row(e: NormalizedEvent) -> tuple[Any, ...]:
-    ics = e.ics
-    detection = e.detection
-    return (
-        e.event_id,
-        e.time,
-        e.source_format,
-        e.source_kind,
-        e.observer,
-        e.sensor or "",
-        e.class_uid,
-        e.category_uid,
-        e.activity_id,
-        e.type_uid,
-        e.severity_id,
-        e.src.ip,
-        e.dst.ip,
-        e.src.port,
-        e.dst.port,
-        e.transport or "",
-        e.connection_uid or "",
-        e.app_protocol or "",
-        ics.protocol if ics else "",
-        ics.function_name if ics else "",
-        ics.function_code if ics else None,
-        str(ics.operation) if ics else "",
-        ics.is_request if ics else None,
-        ics.is_exception if ics else False,
-        ics.unit_id if ics else None,
-        ics.address_start if ics else None,
-        ics.address_count if ics else None,
-        (ics.subfunction or "") if ics else "",
-        (ics.status or "") if ics else "",
-        detection.rule_uid if detection else "",
-        detection.title if detection else "",
-        e.message,
-        list(e.details.items()),
-        e.source.uri,
-        e.source.line,
-    )
+def _columns(events: Sequence[NormalizedEvent]) -> list[list[Any]]:
+    """The values of each ``ot_events`` column, in `EVENT_ARROW_SCHEMA` order.
+
+    One comprehension per column rather than one tuple per row: the loops run in C
+    and the columns need no transposing, about twice as fast as rows.
+    """
+    ics = [e.ics for e in events]
+    detection = [e.detection for e in events]
+    src = [e.src for e in events]
+    dst = [e.dst for e in events]
+    return [
+        [e.event_id for e in events],
+        [e.time for e in events],
+        [e.source_format for e in events],
+        [e.source_kind for e in events],
+        [e.observer for e in events],
+        [e.sensor or "" for e in events],
+        [e.class_uid for e in events],
+        [e.category_uid for e in events],
+        [e.activity_id for e in events],
+        [e.type_uid for e in events],
+        [e.severity_id for e in events],
+        [s.ip for s in src],
+        [d.ip for d in dst],
+        [s.port for s in src],
+        [d.port for d in dst],
+        [e.transport or "" for e in events],
+        [e.connection_uid or "" for e in events],
+        [e.app_protocol or "" for e in events],
+        [i.protocol if i else "" for i in ics],
+        [i.function_name if i else "" for i in ics],
+        [i.function_code if i else None for i in ics],
+        [i.operation if i else "" for i in ics],
+        [i.is_request if i else None for i in ics],
+        [i.is_exception if i else False for i in ics],
+        [i.unit_id if i else None for i in ics],
+        [i.address_start if i else None for i in ics],
+        [i.address_count if i else None for i in ics],
+        [(i.subfunction or "") if i else "" for i in ics],
+        [(i.status or "") if i else "" for i in ics],
+        [d.rule_uid if d else "" for d in detection],
+        [d.title if d else "" for d in detection],
+        [e.message for e in events],
+        [list(e.details.items()) for e in events],
+        [e.source.uri for e in events],
+        [e.source.line for e in events],
+    ]
 
 
 def events_to_arrow(events: Sequence[NormalizedEvent]) -> pa.Table:
@@ -249,13 +241,10 @@ def events_to_arrow(events: Sequence[NormalizedEvent]) -> pa.Table:
     Raises:
         ValidationError: A value does not fit its column (e.g. a port above 65535).
     """
-    columns = (
-        list(zip(*map(_row, events), strict=True)) if events else [()] * len(EVENT_ARROW_SCHEMA)
-    )
     try:
         arrays = [
             pa.array(column, type=field.type)
-            for column, field in zip(columns, EVENT_ARROW_SCHEMA, strict=True)
+            for column, field in zip(_columns(events), EVENT_ARROW_SCHEMA, strict=True)
         ]
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as error:
         raise ValidationError(f"event does not fit ot_events: {error}", stage="load") from None
