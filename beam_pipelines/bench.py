@@ -348,6 +348,17 @@ def _measure_child(side: str, sensor_dir: str) -> dict[str, Any]:
     return figures
 
 
+def _successes(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """What ``fn`` makes of ``items``, leaving out the ones it rejects (the next part's input)."""
+    results = []
+    for item in items:
+        try:
+            results.append(fn(item))
+        except Exception:
+            continue  # rejected records are timed in their own part; they feed nothing further
+    return results
+
+
 def _time_part(name: str, items: list[Any], fn: Callable[[Any], Any]) -> dict[str, Any]:
     started = time.perf_counter()
     failures = 0
@@ -396,26 +407,11 @@ def _parts(sensor_dir: str) -> list[dict[str, Any]]:
             "failures": 0,
         }
     ]
-    decoded = []
-    for line in lines:
-        try:
-            decoded.append(decode_line(line))
-        except Exception:
-            continue
+    decoded = _successes(decode_line, lines)
     parts.append(_time_part("decode", lines, decode_line))
-    validated = []
-    for decoded_record in decoded:
-        try:
-            validated.append(validate_record(decoded_record))
-        except Exception:
-            continue
+    validated = _successes(validate_record, decoded)
     parts.append(_time_part("validate", decoded, validate_record))
-    events = []
-    for validated_record in validated:
-        try:
-            events.append(normalize_record(validated_record))
-        except Exception:
-            continue
+    events = _successes(normalize_record, validated)
     parts.append(_time_part("normalize", validated, normalize_record))
     parts.append(_time_part("encode_event_json", events, encode_event))
     return parts
