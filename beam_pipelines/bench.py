@@ -130,15 +130,11 @@ def _loop_run(sensor_dir: str, out_dir: str) -> dict[str, Any]:
     return {"records": records, "events": events, "dead_letters": dead, "seconds": seconds}
 
 
-def _beam_run(sensor_dir: str, out_dir: str) -> dict[str, Any]:
-    from beam_pipelines.event_pipeline import RunConfig, run
+def _timed_run(config: Any) -> dict[str, Any]:
+    """Run the event pipeline once on DirectRunner; its figures, after checking conservation."""
+    from beam_pipelines.event_pipeline import run
     from runners.direct import with_direct_defaults
 
-    config = RunConfig(
-        input_files=_files(sensor_dir),
-        output_dir=os.path.join(out_dir, "events"),
-        dead_letter_dir=os.path.join(out_dir, "dead_letters"),
-    )
     started = time.perf_counter()
     summary = run(config, with_direct_defaults([]))
     seconds = time.perf_counter() - started
@@ -150,6 +146,17 @@ def _beam_run(sensor_dir: str, out_dir: str) -> dict[str, Any]:
         "dead_letters": summary.dead_letters.total,
         "seconds": seconds,
     }
+
+
+def _beam_run(sensor_dir: str, out_dir: str) -> dict[str, Any]:
+    from beam_pipelines.event_pipeline import RunConfig
+
+    config = RunConfig(
+        input_files=_files(sensor_dir),
+        output_dir=os.path.join(out_dir, "events"),
+        dead_letter_dir=os.path.join(out_dir, "dead_letters"),
+    )
+    return _timed_run(config)
 
 
 def _sample_events(sensor_dir: str, limit: int = 20_000) -> list[Any]:
@@ -287,9 +294,8 @@ def _alert_upsert_run(sensor_dir: str, out_dir: str, rows: int = 200_000) -> dic
 
 def _stores_run(sensor_dir: str, out_dir: str) -> dict[str, Any]:
     """Stages 1-3 and 8 into fresh embedded stores: chDB and PostgreSQL."""
-    from beam_pipelines.event_pipeline import RunConfig, run
+    from beam_pipelines.event_pipeline import RunConfig
     from beam_pipelines.stores import StoreSettings, open_stores
-    from runners.direct import with_direct_defaults
 
     with open_stores(StoreSettings.resolve(out_dir)) as stores:
         config = RunConfig(
@@ -298,17 +304,7 @@ def _stores_run(sensor_dir: str, out_dir: str) -> dict[str, Any]:
             postgres=stores.postgres,
             fallback_dir=os.path.join(out_dir, "fallback"),
         )
-        started = time.perf_counter()
-        summary = run(config, with_direct_defaults([]))
-        seconds = time.perf_counter() - started
-    if not summary.conservation_ok:
-        raise RuntimeError(f"benchmark run lost records: {summary.to_json().decode()}")
-    return {
-        "records": summary.input_records,
-        "events": summary.stored_events,
-        "dead_letters": summary.dead_letters.total,
-        "seconds": seconds,
-    }
+        return _timed_run(config)
 
 
 _SIDES = {
