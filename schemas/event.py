@@ -17,6 +17,8 @@ from schemas.records import SourceFormat, SourcePosition
 
 __all__ = [
     "ActivityId",
+    "AssetContext",
+    "CtiMatch",
     "DetectionInfo",
     "IcsActivity",
     "NetworkEndpoint",
@@ -97,6 +99,36 @@ class DetectionInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     title: str
     category: str | None = None
     sensor_severity: int | None = None
+    techniques: tuple[str, ...] = ()
+
+
+class AssetContext(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """What the asset inventory knows about one endpoint (stage 5)."""
+
+    name: str
+    role: str
+    purdue_level: int
+    zone: str
+    criticality: int
+    vendor: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+
+
+class CtiMatch(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One indicator an event field matched (stage 6).
+
+    ``field`` is the event field (``src.ip``, ``dst.ip``, ``details.query``...),
+    ``type`` and ``value`` the indicator as stored (a CIDR match names the
+    network), ``sources`` the feeds that carry it.
+    """
+
+    field: str
+    type: str
+    value: str
+    confidence: int
+    tlp: str
+    sources: tuple[str, ...] = ()
 
 
 class NormalizedEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -123,3 +155,11 @@ class NormalizedEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     ics: IcsActivity | None = None
     detection: DetectionInfo | None = None
     details: dict[str, str] = msgspec.field(default_factory=dict)
+    # Set by the later stages: asset context (5), threat intelligence (6), detection (7).
+    src_asset: AssetContext | None = None
+    dst_asset: AssetContext | None = None
+    zone_crossing: bool = False
+    unknown_asset: bool = False
+    cti_matches: tuple[CtiMatch, ...] = ()
+    risk_score: int = 0
+    rule_ids: tuple[str, ...] = ()
