@@ -19,6 +19,7 @@ setup(
     package_data={
         **{package: ["py.typed"] for package in PACKAGES},
         "schemas": ["py.typed", "json/*.json", "migrations/*/*.sql"],
+        "transforms": ["py.typed", "rules/*.yaml"],
     },
     install_requires=[
         # One Beam version everywhere: 2.62.0 is the newest release whose Flink 1.19 runner,

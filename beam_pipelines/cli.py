@@ -120,6 +120,25 @@ def _parser() -> argparse.ArgumentParser:
         help="also write the dead letters as JSON lines into this directory",
     )
     run.add_argument("--summary-json", help="also write the run summary to this file")
+    run.add_argument(
+        "--assets",
+        metavar="FILE",
+        help="asset inventory, CSV or JSON (default: PostgreSQL assets, see `otsec assets import`)",
+    )
+    run.add_argument(
+        "--cti-snapshot",
+        metavar="PATH",
+        help="CTI snapshot file or directory (its newest version; default "
+        "DATA_DIR/cti/snapshots when `otsec cti refresh` wrote one there)",
+    )
+    run.add_argument(
+        "--rules",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory (or file) of YAML detection rules added to the built-in ones; "
+        "a rule with a built-in id replaces it; repeatable",
+    )
     _store_arguments(run)
     run.add_argument(
         "--runner",
@@ -139,6 +158,20 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="progress line on standard error (auto: when it is a terminal)",
     )
+
+    assets = commands.add_parser("assets", help="the asset inventory", allow_abbrev=False)
+    assets_commands = assets.add_subparsers(dest="assets_command", metavar="ACTION", required=True)
+    assets_import = assets_commands.add_parser(
+        "import", help="load an inventory file (CSV or JSON) into PostgreSQL assets"
+    )
+    assets_import.add_argument("file", metavar="FILE")
+    assets_import.add_argument(
+        "--replace", action="store_true", help="delete stored assets the file does not list"
+    )
+    assets_import.add_argument(
+        "--data-dir", help="working directory (default $OTSEC_HOME or ./.otsec)"
+    )
+    _store_arguments(assets_import)
 
     bench = commands.add_parser(
         "bench", help="measure the pipeline against a plain loop", allow_abbrev=False
@@ -330,9 +363,11 @@ def _run(args: argparse.Namespace, beam_args: list[str], *, report: bool = False
         )
     output_dir = os.path.abspath(args.output) if args.output else None
     dead_letter_dir = os.path.abspath(args.dead_letter_dir) if args.dead_letter_dir else None
+    rules, snapshot = _rules_and_snapshot(args, data_dir)
     settings = StoreSettings.resolve(data_dir, args.clickhouse_dsn, args.postgres_dsn)
     try:
         with open_stores(settings) as stores:
+            inventory = _inventory(args.assets, stores.postgres_connection)
             config = RunConfig(
                 input_files=files,
                 output_dir=output_dir,
@@ -341,8 +376,16 @@ def _run(args: argparse.Namespace, beam_args: list[str], *, report: bool = False
                 postgres=stores.postgres,
                 fallback_dir=os.path.join(data_dir, "dead_letters-fallback"),
                 max_record_bytes=args.max_record_bytes,
+                assets=inventory,
+                cti_snapshot=snapshot,
+                rules=rules,
             )
-            for directory, prefix in ((output_dir, "events-"), (dead_letter_dir, "dead_letters-")):
+            _describe_context(inventory, snapshot, rules)
+            for directory, prefix in (
+                (output_dir, "events-"),
+                (output_dir, "alerts-"),
+                (dead_letter_dir, "dead_letters-"),
+            ):
                 if directory is not None:
                     _clear_outputs(directory, prefix)
             show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
@@ -365,6 +408,72 @@ def _run(args: argparse.Namespace, beam_args: list[str], *, report: bool = False
             print(f"{label}: {directory}")
     if stored:
         print(stored)
+    return 0
+
+
+def _rules_and_snapshot(args: argparse.Namespace, data_dir: str) -> tuple[Any, Any]:
+    """The detection rules (built-in plus ``--rules``) and the CTI snapshot a run uses."""
+    from cti.snapshot import latest_snapshot
+    from schemas.errors import OtsecError
+    from transforms.detect import BUILTIN_RULES, load_rules
+
+    try:
+        rules = load_rules(BUILTIN_RULES, *(os.path.abspath(d) for d in args.rules))
+        if args.cti_snapshot:
+            snapshot = latest_snapshot(os.path.abspath(args.cti_snapshot))
+            if snapshot is None:
+                raise ConfigError(f"no CTI snapshot in {args.cti_snapshot}")
+        else:
+            default = os.path.join(data_dir, "cti", "snapshots")
+            snapshot = latest_snapshot(default) if os.path.isdir(default) else None
+    except OtsecError as error:
+        raise ConfigError(error.message) from None
+    return rules, snapshot
+
+
+def _inventory(path: str | None, connection: Any) -> Any:
+    """The asset inventory from ``--assets``, else PostgreSQL ``assets`` (None when empty)."""
+    from schemas.errors import OtsecError
+    from transforms.assets import load_inventory, read_assets
+
+    try:
+        if path:
+            return load_inventory(os.path.abspath(path))
+    except FileNotFoundError:
+        raise ConfigError(f"asset inventory {path} does not exist") from None
+    except OtsecError as error:
+        raise ConfigError(error.message) from None
+    stored = read_assets(connection)
+    return stored if stored.assets else None
+
+
+def _describe_context(inventory: Any, snapshot: Any, rules: Any) -> None:
+    assets = f"{len(inventory.assets):,} assets ({inventory.source})" if inventory else "none"
+    cti = f"{snapshot.indicators:,} indicators ({snapshot.path})" if snapshot else "none"
+    print(f"asset inventory: {assets}", file=sys.stderr)
+    print(f"CTI snapshot: {cti}", file=sys.stderr)
+    print(f"detection rules: {len(rules)}", file=sys.stderr)
+
+
+def _assets(args: argparse.Namespace) -> int:
+    from beam_pipelines.stores import StoreSettings, StoreUnavailable, open_stores
+    from schemas.errors import OtsecError
+    from transforms.assets import import_assets, load_inventory
+
+    try:
+        inventory = load_inventory(os.path.abspath(args.file))
+    except FileNotFoundError:
+        raise ConfigError(f"asset inventory {args.file} does not exist") from None
+    except OtsecError as error:
+        raise ConfigError(error.message) from None
+    data_dir = _data_dir(args.data_dir)
+    settings = StoreSettings.resolve(data_dir, args.clickhouse_dsn, args.postgres_dsn)
+    try:
+        with open_stores(settings) as stores:
+            count = import_assets(stores.postgres_connection, inventory.assets, args.replace)
+            print(f"imported {count:,} assets into PostgreSQL {stores.postgres.where}")
+    except StoreUnavailable as error:
+        raise ConfigError(str(error)) from None
     return 0
 
 
@@ -422,6 +531,8 @@ def _demo(args: argparse.Namespace) -> int:
             "run",
             "--input",
             report.sensor_dir,
+            "--assets",
+            os.path.join(demo_dir, "assets.csv"),
             "--data-dir",
             data_dir,
             "--summary-json",
@@ -526,6 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "db": lambda: _db(args),
             "dlq": lambda: _dlq(args),
             "bench": lambda: _bench(args),
+            "assets": lambda: _assets(args),
             "schema": lambda: _schema(args),
         }[args.command]
         return handler()

@@ -1,7 +1,10 @@
-"""The event pipeline: sensor files through the stages into the stores, with one dead-letter sink.
+"""The event pipeline: sensor files through the eight stages into the stores.
 
-`EventStages` is the chain of stages as one composite transform; `build` wires
-sources and sinks around it; `run` executes it and returns the `RunSummary`.
+`EventStages` is the chain of stages 1-7 as one composite transform (decode,
+validate, normalize, deduplicate, enrich with assets, correlate with CTI,
+detect and score); `build` wires the sources and the sinks of stage 8 around
+it (events to ClickHouse, alerts to PostgreSQL, every dead letter to its sink);
+`run` executes it and returns the `RunSummary`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
@@ -18,13 +22,18 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.summary import RunSummary, summarize
 from runners.direct import batch_gc
+from schemas.asset import AssetInventory
 from transforms._stage import METRICS_NAMESPACE
+from transforms.assets import EnrichWithAssets
 from transforms.clickhouse import ClickHouseConfig, WriteToClickHouse
+from transforms.correlate import CorrelateWithCti
 from transforms.dead_letters import WriteDeadLetters
 from transforms.decode import DEFAULT_MAX_RECORD_BYTES, Decode
+from transforms.dedupe import Deduplicate
+from transforms.detect import ALERTS, DetectAndScore, RuleSpec, load_rules
 from transforms.normalize import Normalize
-from transforms.postgres import PostgresConfig, WriteDeadLettersToPostgres
-from transforms.sinks import WriteEventsJsonl
+from transforms.postgres import PostgresConfig, WriteAlertsToPostgres, WriteDeadLettersToPostgres
+from transforms.sinks import WriteEventsJsonl, WriteJsonLines, encode_json
 from transforms.sources import ReadSensorFiles
 from transforms.validate import Validate
 
@@ -48,6 +57,9 @@ class RunConfig:
     postgres: PostgresConfig | None = None
     fallback_dir: str | None = None
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    assets: AssetInventory | None = None
+    cti_snapshot: Any = None  # a cti.snapshot.SnapshotRef, or None for no threat intelligence
+    rules: tuple[RuleSpec, ...] | None = None  # None: the built-in rules
 
     def __post_init__(self) -> None:
         if self.max_record_bytes <= 0:
@@ -58,34 +70,80 @@ class RunConfig:
             raise ValueError("dead letters need a store: PostgreSQL or a dead-letter directory")
         if self.postgres is not None and self.fallback_dir is None:
             raise ValueError("the PostgreSQL dead-letter sink needs a fallback directory")
+        if self.postgres is None and self.output_dir is None:
+            raise ValueError("alerts need a store: PostgreSQL or an output directory")
+
+
+def _side_input(pipeline: beam.Pipeline, label: str, value: Any) -> beam.PCollection:
+    """A singleton side input from a value (batch) or a PCollection that updates (streaming)."""
+    if isinstance(value, beam.PCollection):
+        return value
+    return pipeline | label >> beam.Create([] if value is None else [value])
 
 
 class EventStages(beam.PTransform):  # type: ignore[misc]
-    """Stages 1-3 over raw lines: returns ``(events, dead_letters)``.
+    """Stages 1-7 over raw lines: returns ``(events, dead_letters, alerts)``.
 
     The dead letters of every stage are flattened into one collection.
+
+    Args:
+        max_record_bytes: Decode's record size limit.
+        assets: The `AssetInventory` (or a PCollection of them) for stage 5; None: no inventory.
+        cti_snapshot: The `SnapshotRef` (or a PCollection of them) for stage 6; None: no CTI.
+        rules: Stage 7's rules; None: the built-in rules.
+        dedupe_ttl_seconds: Stage 4's memory in streaming jobs; None: exact (batch).
     """
 
-    def __init__(self, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
+    def __init__(
+        self,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        *,
+        assets: AssetInventory | beam.PCollection | None = None,
+        cti_snapshot: Any = None,
+        rules: Sequence[RuleSpec] | None = None,
+        dedupe_ttl_seconds: float | None = None,
+    ) -> None:
         super().__init__()
         self._max_record_bytes = max_record_bytes
+        self._assets = assets
+        self._cti_snapshot = cti_snapshot
+        self._rules = tuple(rules) if rules is not None else load_rules()
+        self._dedupe_ttl = dedupe_ttl_seconds
 
-    def expand(self, lines: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+    def expand(
+        self, lines: beam.PCollection
+    ) -> tuple[beam.PCollection, beam.PCollection, beam.PCollection]:
+        pipeline = lines.pipeline
+        inventory = _side_input(pipeline, "AssetInventory", self._assets)
+        snapshot = _side_input(pipeline, "CtiSnapshot", self._cti_snapshot)
         decoded = lines | "Decode" >> Decode(self._max_record_bytes)
         validated = decoded.main | "Validate" >> Validate()
         normalized = validated.main | "Normalize" >> Normalize()
+        unique = normalized.main | "Deduplicate" >> Deduplicate(self._dedupe_ttl)
+        enriched = unique.main | "EnrichWithAssets" >> EnrichWithAssets(inventory)
+        correlated = enriched.main | "CorrelateWithCti" >> CorrelateWithCti(snapshot)
+        detected = correlated.main | "DetectAndScore" >> DetectAndScore(self._rules)
         dead_letters = (
             decoded.dead_letters,
             validated.dead_letters,
             normalized.dead_letters,
+            unique.dead_letters,
+            enriched.dead_letters,
+            correlated.dead_letters,
+            detected["dead_letters"],
         ) | "FlattenStageDeadLetters" >> beam.Flatten()
-        return normalized.main, dead_letters
+        return detected["main"], dead_letters, detected[ALERTS]
 
 
 def build(pipeline: beam.Pipeline, config: RunConfig) -> None:
-    """Add the whole job to ``pipeline``: read, the stages, the event and dead-letter sinks."""
+    """Add the whole job to ``pipeline``: the reader, the stages and every sink."""
     read = pipeline | "ReadSensorFiles" >> ReadSensorFiles(config.input_files)
-    events, stage_dead_letters = read.main | "EventStages" >> EventStages(config.max_record_bytes)
+    events, stage_dead_letters, alerts = read.main | "EventStages" >> EventStages(
+        config.max_record_bytes,
+        assets=config.assets,
+        cti_snapshot=config.cti_snapshot,
+        rules=config.rules,
+    )
     dead_letter_sources = [read.dead_letters, stage_dead_letters]
     if config.clickhouse is not None:
         loaded = events | "Load" >> WriteToClickHouse(config.clickhouse)
@@ -95,6 +153,10 @@ def build(pipeline: beam.Pipeline, config: RunConfig) -> None:
     else:
         assert config.output_dir is not None
         events | "Load" >> WriteEventsJsonl(config.output_dir)
+    if config.postgres is not None:
+        dead_letter_sources.append(alerts | "StoreAlerts" >> WriteAlertsToPostgres(config.postgres))
+    if config.output_dir is not None:
+        alerts | "ExportAlerts" >> WriteJsonLines(config.output_dir, "alerts", encode_json)
     dead_letters = dead_letter_sources | "FlattenDeadLetters" >> beam.Flatten()
     if config.postgres is not None:
         assert config.fallback_dir is not None

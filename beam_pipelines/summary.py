@@ -8,8 +8,18 @@ import msgspec
 
 __all__ = ["STAGES", "RunSummary", "StageSummary", "summarize"]
 
-# Stages in pipeline order; later work adds dedupe, enrich, correlate, detect.
-STAGES = ("read", "decode", "validate", "normalize", "load")
+# Stages in pipeline order: the file reader, then the eight stages.
+STAGES = (
+    "read",
+    "decode",
+    "validate",
+    "normalize",
+    "dedupe",
+    "enrich",
+    "correlate",
+    "detect",
+    "load",
+)
 
 
 class StageSummary(msgspec.Struct, kw_only=True):

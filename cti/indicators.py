@@ -62,6 +62,7 @@ _HASH_LENGTHS = {
 }
 _HEX = re.compile(r"[0-9a-f]+")
 _CVE = re.compile(r"CVE-\d{4}-\d{4,}")
+_LABEL = re.compile(r"[a-z0-9_-]{1,63}")
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
 
 
@@ -113,7 +114,8 @@ def canonical_domain(text: str) -> str:
         name = name.encode("ascii").decode() if name.isascii() else idna.encode(name).decode()
     except (idna.IDNAError, UnicodeError) as error:
         raise ValidationError(f"not a domain name: {text!r} ({error})", field="value") from None
-    if not all(0 < len(label) <= 63 for label in name.split(".")) or len(name) > 253:
+    # Letters, digits, '-' and the '_' real DNS names use; no port, '@', ':' or '?' slips in.
+    if not all(_LABEL.fullmatch(label) for label in name.split(".")) or len(name) > 253:
         raise ValidationError(f"not a domain name: {text!r}", field="value")
     return name
 

@@ -15,10 +15,12 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import apache_beam as beam
+import msgspec
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from schemas.dead_letter import dead_letter_from_error
+from schemas.event import NormalizedEvent
 from schemas.records import RawLine
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "METRICS_NAMESPACE",
     "StageCounters",
     "StageFn",
+    "event_origin",
     "origin_of",
     "stage_outputs",
 ]
@@ -66,9 +69,24 @@ class StageCounters:
         self.extra.clear()
 
 
+_encode_event = msgspec.json.Encoder().encode
+
+
 def origin_of(element: Any) -> RawLine:
-    """The raw line a record came from (a `RawLine` is its own origin)."""
-    return element if isinstance(element, RawLine) else element.origin
+    """The raw line a record came from (a `RawLine` is its own origin; an event its JSON)."""
+    if isinstance(element, RawLine):
+        return element
+    if isinstance(element, NormalizedEvent):
+        return event_origin(element)
+    return element.origin  # type: ignore[no-any-return]
+
+
+def event_origin(event: NormalizedEvent) -> RawLine:
+    """What a dead letter of stages 4-8 keeps: the event as JSON, at its source position.
+
+    ``otsec dlq replay`` decodes it back into the event and stores it.
+    """
+    return RawLine(payload=_encode_event(event), source=event.source)
 
 
 class StageFn(beam.DoFn, Generic[In, Out]):  # type: ignore[misc]
@@ -83,7 +101,7 @@ class StageFn(beam.DoFn, Generic[In, Out]):  # type: ignore[misc]
     def __init__(
         self,
         stage: str,
-        transform: Callable[[In], Out],
+        transform: Callable[..., Out],
         origin: Callable[[In], RawLine] = origin_of,
     ) -> None:
         super().__init__()
@@ -92,18 +110,20 @@ class StageFn(beam.DoFn, Generic[In, Out]):  # type: ignore[misc]
         self.origin = origin
 
     def record_kind(self, element: In) -> str | None:
-        return getattr(element, "kind", None)
+        return getattr(element, "kind", None) or getattr(element, "source_kind", None)
 
     def setup(self) -> None:
         self.counters = StageCounters(self.stage)
 
-    def process(self, element: In) -> tuple[Any]:
+    # ``side_inputs`` stays unannotated: Beam reads process() annotations as type hints
+    # and rejects ``*args: Any`` on a ParDo without side inputs.
+    def process(self, element: In, *side_inputs) -> tuple[Any]:  # type: ignore[no-untyped-def]
         # A one-element tuple, not a generator: Beam iterates either, and this is
-        # the hottest path of the pipeline.
+        # the hottest path of the pipeline. Side inputs, if any, follow the element.
         counters = self.counters
         counters.inputs += 1
         try:
-            result = self.transform(element)
+            result = self.transform(element, *side_inputs)
         except Exception as error:  # every failure becomes a dead letter, never a drop
             letter = dead_letter_from_error(
                 self.stage, error, self.origin(element), record_kind=self.record_kind(element)
@@ -118,7 +138,7 @@ class StageFn(beam.DoFn, Generic[In, Out]):  # type: ignore[misc]
 
 
 def stage_outputs(
-    pcoll: beam.PCollection, label: str, fn: StageFn[Any, Any]
+    pcoll: beam.PCollection, label: str, fn: StageFn[Any, Any], *side_inputs: Any
 ) -> beam.pvalue.DoOutputsTuple:
     """Apply a stage DoFn; the result has ``.main`` and ``.dead_letters`` outputs."""
-    return pcoll | label >> beam.ParDo(fn).with_outputs(DEAD_LETTERS, main=MAIN)
+    return pcoll | label >> beam.ParDo(fn, *side_inputs).with_outputs(DEAD_LETTERS, main=MAIN)

@@ -29,10 +29,9 @@ from apache_beam.utils.windowed_value import WindowedValue
 from schemas.dead_letter import DeadLetter, dead_letter_from_error
 from schemas.errors import DatabaseError, OtsecError, ValidationError
 from schemas.event import NormalizedEvent
-from schemas.records import RawLine
 from schemas.secrets import redact, redact_dsn
 from transforms._retry import RetryPolicy, call_with_retries
-from transforms._stage import DEAD_LETTERS, MAIN, StageCounters
+from transforms._stage import DEAD_LETTERS, MAIN, StageCounters, event_origin
 
 __all__ = [
     "EVENT_ARROW_SCHEMA",
@@ -178,6 +177,18 @@ EVENT_ARROW_SCHEMA = pa.schema(
         ("ics_status", pa.string()),
         ("detection_rule", pa.string()),
         ("detection_title", pa.string()),
+        ("src_asset", pa.string()),
+        ("dst_asset", pa.string()),
+        ("src_role", pa.string()),
+        ("dst_role", pa.string()),
+        ("src_zone", pa.string()),
+        ("dst_zone", pa.string()),
+        ("zone_crossing", pa.bool_()),
+        ("unknown_asset", pa.bool_()),
+        ("cti_matches", pa.list_(pa.string())),
+        ("cti_max_confidence", pa.uint8()),
+        ("risk_score", pa.uint8()),
+        ("rule_ids", pa.list_(pa.string())),
         ("message", pa.string()),
         ("details", pa.map_(pa.string(), pa.string())),
         ("source_uri", pa.string()),
@@ -196,6 +207,9 @@ def _columns(events: Sequence[NormalizedEvent]) -> list[list[Any]]:
     detection = [e.detection for e in events]
     src = [e.src for e in events]
     dst = [e.dst for e in events]
+    src_asset = [e.src_asset for e in events]
+    dst_asset = [e.dst_asset for e in events]
+    cti = [e.cti_matches for e in events]
     return [
         [e.event_id for e in events],
         [e.time for e in events],
@@ -228,6 +242,18 @@ def _columns(events: Sequence[NormalizedEvent]) -> list[list[Any]]:
         [(i.status or "") if i else "" for i in ics],
         [d.rule_uid if d else "" for d in detection],
         [d.title if d else "" for d in detection],
+        [a.name if a else "" for a in src_asset],
+        [a.name if a else "" for a in dst_asset],
+        [a.role if a else "" for a in src_asset],
+        [a.role if a else "" for a in dst_asset],
+        [a.zone if a else "" for a in src_asset],
+        [a.zone if a else "" for a in dst_asset],
+        [e.zone_crossing for e in events],
+        [e.unknown_asset for e in events],
+        [[f"{m.type}:{m.value}" for m in matches] for matches in cti],
+        [max((m.confidence for m in matches), default=0) for matches in cti],
+        [e.risk_score for e in events],
+        [list(e.rule_ids) for e in events],
         [e.message for e in events],
         [list(e.details.items()) for e in events],
         [e.source.uri for e in events],
@@ -254,12 +280,6 @@ def events_to_arrow(events: Sequence[NormalizedEvent]) -> pa.Table:
 def _windowed(value: Any) -> WindowedValue:
     # finish_bundle has no element to inherit a window from; batch jobs use the global one.
     return WindowedValue(value, MAX_TIMESTAMP, (GlobalWindow(),))
-
-
-def _event_origin(event: NormalizedEvent) -> RawLine:
-    # A load-stage dead letter keeps the event it could not store, as JSON: replay
-    # feeds it back to the load stage.
-    return RawLine(payload=_encode(event), source=event.source)
 
 
 class EventWriter:
@@ -389,7 +409,7 @@ def load_dead_letter(event: NormalizedEvent, error: Exception, attempts: int = 1
     return dead_letter_from_error(
         "load",
         error,
-        _event_origin(event),
+        event_origin(event),
         record_kind=event.source_kind,
         attempts=attempts if getattr(error, "retriable", False) else 1,
     )

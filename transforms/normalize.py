@@ -434,6 +434,22 @@ def _suricata_arrow(r: Any) -> str:
     return f"{r.src_ip}:{r.src_port} -> {r.dest_ip}:{r.dest_port}"
 
 
+# Suricata rule metadata keys that carry ATT&CK technique ids (ET rules use the first).
+_TECHNIQUE_KEYS = ("mitre_technique_id", "mitre_attack", "attack_id")
+
+
+def _attack_techniques(metadata: dict[str, list[str]] | None) -> tuple[str, ...]:
+    if not metadata:
+        return ()
+    found = [
+        value.strip().upper()
+        for key in _TECHNIQUE_KEYS
+        for value in metadata.get(key) or ()
+        if value.strip().upper().startswith("T")
+    ]
+    return tuple(dict.fromkeys(found))
+
+
 def _suricata_alert(v: ValidatedRecord) -> NormalizedEvent:
     r: raw.SuricataAlert = v.record
     alert = r.alert
@@ -447,6 +463,7 @@ def _suricata_alert(v: ValidatedRecord) -> NormalizedEvent:
             title=alert.signature,
             category=alert.category,
             sensor_severity=alert.severity,
+            techniques=_attack_techniques(alert.metadata),
         ),
         message=f"suricata alert {alert.signature} {_suricata_arrow(r)}",
         details=_details(action=alert.action, community_id=r.community_id),

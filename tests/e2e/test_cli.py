@@ -104,13 +104,13 @@ def test_rerun_replaces_outputs_with_identical_ids(tmp_path: Path) -> None:
     run_summary(tmp_path, fixture)
     first = sorted(
         json.loads(line)["event_id"]
-        for f in (tmp_path / "events").glob("*.jsonl")
+        for f in (tmp_path / "events").glob("events-*.jsonl")
         for line in f.open()
     )
     run_summary(tmp_path, fixture)
     second = sorted(
         json.loads(line)["event_id"]
-        for f in (tmp_path / "events").glob("*.jsonl")
+        for f in (tmp_path / "events").glob("events-*.jsonl")
         for line in f.open()
     )
     assert first == second and len(first) == 300

@@ -43,32 +43,32 @@ def test_every_malformed_record_is_a_dead_letter_at_its_line(plant: Path, tmp_pa
     where = {(str(Path(d.source.uri).relative_to(plant)), d.source.line) for d in letters}
     assert where == malformed  # nothing else failed, nothing malformed got through
     assert summary["dead_letters"]["total"] == len(malformed) == 30
-    assert summary["stored_events"] == 6000 - 30
+    assert summary["duplicates_dropped"] == 60
+    assert summary["stored_events"] == 6000 - 30 - 60
 
 
-def test_duplicates_share_event_ids_and_nothing_else_does(plant: Path, tmp_path: Path) -> None:
-    _, data = run_summary(tmp_path, str(plant / "sensors"))
+def test_duplicates_are_dropped_and_the_first_copy_is_kept(plant: Path, tmp_path: Path) -> None:
+    summary, data = run_summary(tmp_path, str(plant / "sensors"))
     ids: dict[str, list[tuple[str, int]]] = {}
-    for path in (data / "events").glob("*.jsonl"):
+    for path in (data / "events").glob("events-*.jsonl"):
         for line in path.open():
             event = json.loads(line)
             ids.setdefault(event["event_id"], []).append(
                 (str(Path(event["source"]["uri"]).relative_to(plant)), event["source"]["line"])
             )
-    repeated = {tuple(sorted(v)) for v in ids.values() if len(v) > 1}
+    assert all(len(where) == 1 for where in ids.values())  # one event per id
+    stored = {where[0] for where in ids.values()}
     truth = [json.loads(line) for line in (plant / "truth.jsonl").open()]
-    duplicates = {
-        tuple(sorted([(t["file"], t["of_line"]), (t["file"], t["line"])]))
-        for t in truth
-        if t["type"] == "duplicate"
-    }
-    assert repeated == duplicates and len(duplicates) == 60
+    duplicates = [t for t in truth if t["type"] == "duplicate"]
+    assert len(duplicates) == summary["duplicates_dropped"] == 60
+    for t in duplicates:  # the copy read first (the original line) is the one stored
+        assert (t["file"], t["of_line"]) in stored and (t["file"], t["line"]) not in stored
 
 
 def test_attacks_land_as_events_with_their_technique_operation(plant: Path, tmp_path: Path) -> None:
     _, data = run_summary(tmp_path, str(plant / "sensors"))
     events = {}
-    for path in (data / "events").glob("*.jsonl"):
+    for path in (data / "events").glob("events-*.jsonl"):
         for line in path.open():
             event = json.loads(line)
             events[

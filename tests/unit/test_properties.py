@@ -130,7 +130,7 @@ def test_pipeline_conserves_arbitrary_input(payloads: list[bytes]) -> None:
     ]
     lines += REAL_LINES[:5]
     pipeline = TestPipeline()
-    events, dead = pipeline | beam.Create(lines) | EventStages()
+    events, dead, _ = pipeline | beam.Create(lines) | EventStages()
     total = (
         events | "E" >> beam.Map(lambda _: 1),
         dead | "D" >> beam.Map(lambda _: 1),

@@ -131,7 +131,7 @@ def test_read_and_stages_account_for_every_line(tmp_path) -> None:
     bad.write_bytes(b'{"event_type":"flow"}\n\n\xff\xfe\n')
     pipeline = TestPipeline()
     read = pipeline | ReadSensorFiles([MODBUS, str(ZEEK_TSV / "zeek_dnp3_current.log"), str(bad)])
-    events, dead = read.main | EventStages()
+    events, dead, _ = read.main | EventStages()
     assert_that(
         events | "CountEvents" >> beam.combiners.Count.Globally(), equal_to([300]), label="events"
     )

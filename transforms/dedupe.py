@@ -1,0 +1,180 @@
+"""Stage 4, Deduplicate: one event per ``event_id``, whatever the source redelivered.
+
+Kinesis delivers at least once and sensors re-send after reconnecting; Normalize
+derives ``event_id`` from the record's identity, so a redelivery carries the same
+id. This stage keeps the first event of each id and drops (and counts) the rest.
+
+Events are keyed by ``event_id``.
+- Batch (``ttl_seconds=None``): exact over the whole input. A combiner keeps, per
+  id, the copy read first (lowest file and line, so the result does not depend on
+  bundle order) and the number of copies. A stateful DoFn would do the same, but
+  Beam's in-process runner drops the metrics of other steps fused with a stateful
+  DoFn in batch, and the run summary is built from those metrics.
+- Streaming: a stateful DoFn; a value state remembers that the id was seen and a
+  processing-time timer clears it ``ttl_seconds`` (default 600) after it was
+  first seen, so memory stays bounded by the ids of the last ten minutes. A
+  redelivery later than that passes; ClickHouse's ReplacingMergeTree still keeps
+  one row per ``event_id``.
+
+Counters: ``dedupe.in``, ``dedupe.out``, ``dedupe.dropped`` (in the run summary as
+``duplicates_dropped``) and ``dedupe.dead_letter.<Class>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.coders import BooleanCoder
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import (
+    ReadModifyWriteStateSpec,
+    TimerSpec,
+    on_timer,
+)
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from schemas.dead_letter import dead_letter_from_error
+from schemas.event import NormalizedEvent
+from transforms._stage import DEAD_LETTERS, MAIN, StageCounters, event_origin
+
+__all__ = ["DEFAULT_TTL_SECONDS", "Deduplicate"]
+
+DEFAULT_TTL_SECONDS = 600.0
+
+
+_SEEN = ReadModifyWriteStateSpec("seen", BooleanCoder())
+_EXPIRY = TimerSpec("expiry", TimeDomain.REAL_TIME)
+_SEEN_STATE = beam.DoFn.StateParam(_SEEN)
+_EXPIRY_TIMER = beam.DoFn.TimerParam(_EXPIRY)
+
+
+class _DedupeFn(beam.DoFn):  # type: ignore[misc]
+    def __init__(self, ttl_seconds: float | None) -> None:
+        super().__init__()
+        self._ttl = ttl_seconds
+
+    def setup(self) -> None:
+        self.counters = StageCounters("dedupe")
+
+    def process(
+        self,
+        element: tuple[str, NormalizedEvent],
+        seen: Any = _SEEN_STATE,
+        expiry: Any = _EXPIRY_TIMER,
+    ) -> Iterator[Any]:
+        counters = self.counters
+        counters.inputs += 1
+        _, event = element
+        try:
+            if seen.read():
+                counters.extra["dropped"] += 1
+                return
+            seen.write(True)
+            if self._ttl is not None:
+                expiry.set(Timestamp.now() + Duration(seconds=self._ttl))
+        except Exception as error:  # a state failure must not lose the event
+            letter = dead_letter_from_error(
+                "dedupe", error, event_origin(event), record_kind=event.source_kind
+            )
+            counters.dead_letters[letter.error_class] += 1
+            yield TaggedOutput(DEAD_LETTERS, letter)
+            return
+        counters.outputs += 1
+        yield event
+
+    @on_timer(_EXPIRY)
+    def expire(self, seen: Any = _SEEN_STATE) -> None:
+        seen.clear()
+
+    def finish_bundle(self) -> None:
+        self.counters.flush()
+
+
+def _keyed(event: NormalizedEvent) -> tuple[str, NormalizedEvent]:
+    return event.event_id, event
+
+
+def _position(event: NormalizedEvent) -> tuple[str, int, str]:
+    source = event.source
+    return (source.uri, source.line or 0, source.sequence or "")
+
+
+class _FirstCopy(beam.CombineFn):  # type: ignore[misc]
+    """Per id: the copy read first and how many copies there were."""
+
+    def create_accumulator(self) -> tuple[NormalizedEvent | None, int]:
+        return (None, 0)
+
+    def add_input(
+        self, acc: tuple[NormalizedEvent | None, int], event: NormalizedEvent
+    ) -> tuple[NormalizedEvent | None, int]:
+        kept, copies = acc
+        if kept is None or _position(event) < _position(kept):
+            kept = event
+        return (kept, copies + 1)
+
+    def merge_accumulators(
+        self, accumulators: Iterable[tuple[NormalizedEvent | None, int]]
+    ) -> tuple[NormalizedEvent | None, int]:
+        kept: NormalizedEvent | None = None
+        copies = 0
+        for event, count in accumulators:
+            copies += count
+            if event is not None and (kept is None or _position(event) < _position(kept)):
+                kept = event
+        return (kept, copies)
+
+    def extract_output(
+        self, acc: tuple[NormalizedEvent | None, int]
+    ) -> tuple[NormalizedEvent | None, int]:
+        return acc
+
+
+class _CountCopiesFn(beam.DoFn):  # type: ignore[misc]
+    def setup(self) -> None:
+        self.counters = StageCounters("dedupe")
+
+    def process(self, element: tuple[str, tuple[NormalizedEvent, int]]) -> Iterator[Any]:
+        _, (event, copies) = element
+        counters = self.counters
+        counters.inputs += copies
+        counters.outputs += 1
+        if copies > 1:
+            counters.extra["dropped"] += copies - 1
+        yield event
+
+    def finish_bundle(self) -> None:
+        self.counters.flush()
+
+
+class Deduplicate(beam.PTransform):  # type: ignore[misc]
+    """Stage 4: drop events whose ``event_id`` was already seen; outputs ``main``, ``dead_letters``.
+
+    Args:
+        ttl_seconds: How long an id is remembered in streaming jobs; ``None`` (batch)
+            remembers every id for the whole run.
+    """
+
+    def __init__(self, ttl_seconds: float | None = None) -> None:
+        super().__init__()
+        if ttl_seconds is not None and ttl_seconds <= 0:
+            raise ValueError(f"the deduplication TTL must be positive, got {ttl_seconds}")
+        self._ttl = ttl_seconds
+
+    def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        keyed = events | "KeyByEventId" >> beam.Map(_keyed).with_output_types(
+            tuple[str, NormalizedEvent]
+        )
+        if self._ttl is None:
+            return (
+                keyed
+                | "FirstCopyPerId" >> beam.CombinePerKey(_FirstCopy())
+                | "CountCopies"
+                >> beam.ParDo(_CountCopiesFn()).with_outputs(DEAD_LETTERS, main=MAIN)
+            )
+        return keyed | "DropRepeats" >> beam.ParDo(_DedupeFn(self._ttl)).with_outputs(
+            DEAD_LETTERS, main=MAIN
+        )
