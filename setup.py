@@ -4,7 +4,7 @@ from pathlib import Path
 
 from setuptools import setup
 
-PACKAGES = ["beam_pipelines", "transforms", "cti", "schemas", "runners"]
+PACKAGES = ["beam_pipelines", "transforms", "cti", "cti.parsers", "schemas", "runners"]
 
 setup(
     name="otsec",
@@ -36,6 +36,7 @@ setup(
         "psycopg-pool>=3.2,<3.4",
         "pyarrow>=16,<17",  # Beam 2.62 caps pyarrow below 17
         "requests>=2.31,<3",
+        "stix2-patterns>=2.1,<3",
         "PyYAML>=6,<7",
         # pandas 3 breaks apache_beam.dataframe; Beam itself does not cap it.
         "pandas>=2.1,<3",

@@ -9,6 +9,7 @@ errors exit with status 2 and one line on standard error; a job that ran exits
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import sys
 import threading
@@ -159,6 +160,34 @@ def _parser() -> argparse.ArgumentParser:
         help="progress line on standard error (auto: when it is a terminal)",
     )
 
+    cti = commands.add_parser("cti", help="threat intelligence feeds", allow_abbrev=False)
+    cti_commands = cti.add_subparsers(dest="cti_command", metavar="ACTION", required=True)
+    refresh = cti_commands.add_parser(
+        "refresh",
+        help="fetch the feeds into PostgreSQL and publish a CTI snapshot",
+        allow_abbrev=False,
+    )
+    refresh.add_argument("--feeds", required=True, metavar="FILE", help="feed file (YAML or JSON)")
+    refresh.add_argument(
+        "--every",
+        metavar="DURATION",
+        help="keep running and refresh every DURATION (15m, 1h...); feeds with their own "
+        "`every` are refreshed only when it has passed",
+    )
+    refresh.add_argument(
+        "--snapshot-dir",
+        help="where snapshots are published (default DATA_DIR/cti/snapshots)",
+    )
+    refresh.add_argument(
+        "--keep", type=_positive_int, default=5, help="snapshot versions kept (default 5)"
+    )
+    refresh.add_argument("--data-dir", help="working directory (default $OTSEC_HOME or ./.otsec)")
+    refresh.add_argument(
+        "--postgres-dsn",
+        help="PostgreSQL for the indicator store (default $OTSEC_POSTGRES_DSN, else an "
+        "embedded server under DATA_DIR/postgres)",
+    )
+
     assets = commands.add_parser("assets", help="the asset inventory", allow_abbrev=False)
     assets_commands = assets.add_subparsers(dest="assets_command", metavar="ACTION", required=True)
     assets_import = assets_commands.add_parser(
@@ -171,7 +200,10 @@ def _parser() -> argparse.ArgumentParser:
     assets_import.add_argument(
         "--data-dir", help="working directory (default $OTSEC_HOME or ./.otsec)"
     )
-    _store_arguments(assets_import)
+    assets_import.add_argument(
+        "--postgres-dsn",
+        help="PostgreSQL (default $OTSEC_POSTGRES_DSN, else the embedded server of DATA_DIR)",
+    )
 
     bench = commands.add_parser(
         "bench", help="measure the pipeline against a plain loop", allow_abbrev=False
@@ -455,8 +487,63 @@ def _describe_context(inventory: Any, snapshot: Any, rules: Any) -> None:
     print(f"detection rules: {len(rules)}", file=sys.stderr)
 
 
+def _cti(args: argparse.Namespace) -> int:
+    from cti.config import load_feeds
+    from cti.refresh import RefreshConfig, RefreshReport, due_feeds, refresh_forever, run_refresh
+    from cti.store import load_feed_states, load_last_runs
+    from schemas.errors import OtsecError
+    from transforms.durations import parse_duration
+
+    try:
+        feeds = load_feeds(os.path.abspath(args.feeds))
+        if args.every:
+            parse_duration(args.every)
+    except FileNotFoundError:
+        raise ConfigError(f"feed file {args.feeds} does not exist") from None
+    except OtsecError as error:
+        raise ConfigError(error.message) from None
+    from beam_pipelines.stores import StoreSettings, StoreUnavailable, open_postgres
+    from runners.direct import with_direct_defaults
+
+    data_dir = _data_dir(args.data_dir)
+    snapshot_dir = os.path.abspath(args.snapshot_dir or os.path.join(data_dir, "cti", "snapshots"))
+    settings = StoreSettings.resolve(data_dir, None, args.postgres_dsn)
+    reports: list[RefreshReport] = []
+    try:
+        with open_postgres(settings) as (postgres, connection):
+
+            def once() -> RefreshReport | None:
+                now = datetime.datetime.now(datetime.UTC)
+                due = due_feeds(feeds, load_last_runs(connection), now) if args.every else feeds
+                if not due:
+                    print(f"{now:%H:%M:%S} no feed is due", flush=True)
+                    return None
+                print(f"refreshing {len(due)} of {len(feeds)} feeds", flush=True)
+                config = RefreshConfig(
+                    feeds=tuple(due),
+                    postgres=postgres,
+                    snapshot_dir=snapshot_dir,
+                    fallback_dir=os.path.join(data_dir, "dead_letters-fallback"),
+                    keep=args.keep,
+                )
+                report = run_refresh(config, load_feed_states(connection), with_direct_defaults([]))
+                print(report.describe(), flush=True)
+                reports.append(report)
+                return report
+
+            if args.every:
+                print(f"refreshing every {args.every}; Ctrl-C stops", flush=True)
+                refresh_forever(once, args.every)
+            else:
+                once()
+    except StoreUnavailable as error:
+        raise ConfigError(str(error)) from None
+    # A feed that failed is reported, not fatal; exit 3 lets cron and CronJobs notice it.
+    return 3 if reports and reports[-1].failed else 0
+
+
 def _assets(args: argparse.Namespace) -> int:
-    from beam_pipelines.stores import StoreSettings, StoreUnavailable, open_stores
+    from beam_pipelines.stores import StoreSettings, StoreUnavailable, open_postgres
     from schemas.errors import OtsecError
     from transforms.assets import import_assets, load_inventory
 
@@ -466,12 +553,11 @@ def _assets(args: argparse.Namespace) -> int:
         raise ConfigError(f"asset inventory {args.file} does not exist") from None
     except OtsecError as error:
         raise ConfigError(error.message) from None
-    data_dir = _data_dir(args.data_dir)
-    settings = StoreSettings.resolve(data_dir, args.clickhouse_dsn, args.postgres_dsn)
+    settings = StoreSettings.resolve(_data_dir(args.data_dir), None, args.postgres_dsn)
     try:
-        with open_stores(settings) as stores:
-            count = import_assets(stores.postgres_connection, inventory.assets, args.replace)
-            print(f"imported {count:,} assets into PostgreSQL {stores.postgres.where}")
+        with open_postgres(settings) as (postgres, connection):
+            count = import_assets(connection, inventory.assets, args.replace)
+            print(f"imported {count:,} assets into PostgreSQL {postgres.where}")
     except StoreUnavailable as error:
         raise ConfigError(str(error)) from None
     return 0
@@ -493,6 +579,17 @@ def store_report(stores: Any) -> str:
         "SELECT error_class, stage, count(*) FROM dead_letters WHERE replayed_at IS NULL "
         "GROUP BY error_class, stage ORDER BY count(*) DESC"
     ).fetchall()
+    alerts = stores.postgres_connection.execute(
+        "SELECT severity, risk_score, rule_id, attack_techniques, host(src_ip), host(dst_ip), "
+        "event_count FROM alerts WHERE status = 'new' "
+        "ORDER BY risk_score DESC, last_seen DESC LIMIT 12"
+    ).fetchall()
+    lines.append("open alerts in PostgreSQL, highest risk first:")
+    lines += [
+        f"  {risk:>3} {severity:<8} {rule_id:<34} {','.join(techniques):<12} "
+        f"{src or '-'} -> {dst or '-'} ({count:,} events)"
+        for severity, risk, rule_id, techniques, src, dst, count in alerts
+    ]
     lines.append("dead letters in PostgreSQL by class and stage:")
     lines += [
         f"  {error_class:<18} {stage:<10} {count:>10,}" for error_class, stage, count in letters
@@ -525,6 +622,11 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"generating {args.events:,} sensor records of a demo plant into {demo_dir}")
     report = generate(GeneratorConfig(out_dir=demo_dir, events=args.events, seed=args.seed))
     print(report.describe())
+    print("refreshing threat intelligence from the demo's feed file")
+    refresh_args = _parser().parse_args(
+        ["cti", "refresh", "--feeds", report.feeds_path, "--data-dir", data_dir]
+    )
+    _cti(refresh_args)
     print("running the pipeline on them")
     run_args = _parser().parse_args(
         [
@@ -638,6 +740,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "dlq": lambda: _dlq(args),
             "bench": lambda: _bench(args),
             "assets": lambda: _assets(args),
+            "cti": lambda: _cti(args),
             "schema": lambda: _schema(args),
         }[args.command]
         return handler()

@@ -101,6 +101,7 @@ class GenerateReport:
     sensor_dir: str
     truth_path: str
     assets_path: str
+    feeds_path: str
     records: int
     attacks: int
     malformed: int
@@ -121,7 +122,8 @@ class GenerateReport:
             f"  injected: {self.attacks:,} attacks, {self.malformed:,} malformed, "
             f"{self.duplicates:,} duplicates (ground truth: {self.truth_path})\n"
             f"  plant: {self.assets:,} assets ({self.assets_path}); "
-            f"time {self.first_time} .. {self.last_time}"
+            f"time {self.first_time} .. {self.last_time}\n"
+            f"  threat intelligence: {self.feeds_path}"
         )
 
 
@@ -2193,13 +2195,45 @@ def _a_internet_exposed(g: _Gen, r: random.Random, t0: int, visible: bool) -> li
     ]
 
 
-# Feodo Tracker botnet C2 servers (abuse.ch IP blocklist of 2024-04-04, status online).
-_FEODO_C2 = (
-    ("192.9.135.73", 1194),
-    ("213.199.41.33", 13721),
-    ("194.233.91.144", 5000),
-    ("84.247.157.112", 13783),
+# Feodo Tracker botnet C2 servers (abuse.ch IP blocklist of 2024-04-04, status online):
+# (address, port, first seen, last online, malware) as the list gives them.
+_FEODO_ROWS = (
+    ("192.9.135.73", 1194, "2023-05-23 17:51:44", "2024-04-01", "Pikabot"),
+    ("213.199.41.33", 13721, "2024-03-26 23:30:07", "2024-04-04", "Pikabot"),
+    ("194.233.91.144", 5000, "2024-03-26 23:30:11", "2024-04-04", "Pikabot"),
+    ("84.247.157.112", 13783, "2024-03-26 23:30:15", "2024-04-04", "Pikabot"),
 )
+_FEODO_C2 = tuple((address, port) for address, port, *_ in _FEODO_ROWS)
+
+
+def _write_cti(directory: str) -> str:
+    """The threat intelligence of the demo: the Feodo rows above as abuse.ch publishes them,
+    and a feed file for `otsec cti refresh`. Returns the feed file's path."""
+    os.makedirs(directory, exist_ok=True)
+    blocklist = os.path.join(directory, "feodotracker_ipblocklist.csv")
+    with open(blocklist, "w", encoding="utf-8") as handle:
+        handle.write(
+            "# abuse.ch Feodo Tracker Botnet C2 IP Blocklist (CSV): the online entries of\n"
+            "# the list of 2024-04-04 07:03:03 UTC (https://feodotracker.abuse.ch/blocklist/)\n"
+            '"first_seen_utc","dst_ip","dst_port","c2_status","last_online","malware"\n'
+        )
+        for address, port, first_seen, last_online, malware in _FEODO_ROWS:
+            handle.write(
+                f'"{first_seen}","{address}","{port}","online","{last_online}","{malware}"\n'
+            )
+    feeds = os.path.join(directory, "feeds.yaml")
+    with open(feeds, "w", encoding="utf-8") as handle:
+        handle.write(
+            "# Threat intelligence for the generated plant: `otsec cti refresh --feeds` this.\n"
+            "feeds:\n"
+            "  - name: feodo\n"
+            "    type: csv\n"
+            "    preset: feodo\n"
+            "    path: feodotracker_ipblocklist.csv  # relative to this file\n"
+            "    confidence: 80\n"
+            "    tlp: clear\n"
+        )
+    return feeds
 
 
 def _a_c2_beacon(g: _Gen, r: random.Random, t0: int, visible: bool) -> list[_Attack]:
@@ -2660,7 +2694,8 @@ def _plan_attacks(
 
 
 def generate(config: GeneratorConfig) -> GenerateReport:
-    """Write the plant's sensor files, ``assets.csv`` and ``truth.jsonl`` under ``out_dir``."""
+    """Write the plant's sensor files, ``assets.csv``, ``truth.jsonl`` and ``cti/`` (a feed
+    file and the Feodo list its C2 beacons use) under ``out_dir``."""
     out_dir = os.path.abspath(config.out_dir)
     os.makedirs(out_dir, exist_ok=True)
     rng = random.Random(config.seed)
@@ -2668,6 +2703,7 @@ def generate(config: GeneratorConfig) -> GenerateReport:
     g = _Gen(plant)
     assets_path = os.path.join(out_dir, "assets.csv")
     _write_assets(assets_path, plant)
+    feeds_path = _write_cti(os.path.join(out_dir, "cti"))
 
     events = config.events
     n_malformed = min(events, round(events * config.malformed_rate))
@@ -2722,6 +2758,7 @@ def generate(config: GeneratorConfig) -> GenerateReport:
         sensor_dir=sensor_dir,
         truth_path=os.path.join(out_dir, "truth.jsonl"),
         assets_path=assets_path,
+        feeds_path=feeds_path,
         records=sink.written,
         attacks=sink.attacks,
         malformed=sink.malformed,

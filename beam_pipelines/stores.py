@@ -154,21 +154,15 @@ class OpenStores:
 
 
 @contextlib.contextmanager
-def open_stores(settings: StoreSettings, *, migrate: bool = False) -> Iterator[OpenStores]:
-    """Start what is embedded, connect to both stores, and check (or apply) the schemas.
+def open_postgres(settings: StoreSettings, *, migrate: bool = False) -> Iterator[tuple[Any, Any]]:
+    """Start the embedded PostgreSQL if no DSN is set, connect, check (or apply) the schema.
 
-    Args:
-        settings: Where the stores are.
-        migrate: Apply pending migrations instead of refusing to run.
+    Yields ``(PostgresConfig, connection)``; the connection is in autocommit mode.
 
     Raises:
-        StoreUnavailable: A store is unreachable, locked, or its schema is behind.
+        StoreUnavailable: The server is unreachable or its schema is behind.
     """
     embedded = None
-    try:
-        clickhouse = settings.clickhouse
-    except ValueError as error:
-        raise StoreUnavailable(str(error)) from None
     postgres_dsn = settings.postgres_dsn
     try:
         if postgres_dsn is None:
@@ -179,9 +173,44 @@ def open_stores(settings: StoreSettings, *, migrate: bool = False) -> Iterator[O
             connection = connect_postgres(postgres, autocommit=True)
         except DatabaseError as error:
             raise _postgres_failure(postgres, error) from None
+        try:
+            # Embedded stores belong to this data directory: bring them up to date
+            # silently. A real server is migrated only when asked (`otsec db migrate`).
+            migrator = PostgresMigrator(connection)
+            if migrate or embedded is not None:
+                migrator.migrate(_log.info)
+            else:
+                migrator.require_current(postgres.where)
+        except DatabaseError as error:
+            connection.close()
+            raise StoreUnavailable(error.message) from None
+        try:
+            yield postgres, connection
+        finally:
+            connection.close()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@contextlib.contextmanager
+def open_stores(settings: StoreSettings, *, migrate: bool = False) -> Iterator[OpenStores]:
+    """Start what is embedded, connect to both stores, and check (or apply) the schemas.
+
+    Args:
+        settings: Where the stores are.
+        migrate: Apply pending migrations instead of refusing to run.
+
+    Raises:
+        StoreUnavailable: A store is unreachable, locked, or its schema is behind.
+    """
+    try:
+        clickhouse = settings.clickhouse
+    except ValueError as error:
+        raise StoreUnavailable(str(error)) from None
+    with open_postgres(settings, migrate=migrate) as (postgres, connection):
         path = clickhouse.chdb_path()
         if path and (holder := chdb_holder(path)) is not None:
-            connection.close()
             raise StoreUnavailable(
                 f"the embedded ClickHouse store {path} is in use by another process "
                 f"(pid {holder}; one process at a time may open it): wait for it to finish, "
@@ -192,28 +221,17 @@ def open_stores(settings: StoreSettings, *, migrate: bool = False) -> Iterator[O
             client = open_clickhouse(clickhouse)
             client.command("SELECT 1")
         except Exception as error:
-            connection.close()
             raise _clickhouse_failure(clickhouse, error) from None
         try:
-            # Embedded stores belong to this data directory: bring them up to date
-            # silently. A real server is migrated only when asked (`otsec db migrate`).
-            for migrator, config, is_embedded in (
-                (PostgresMigrator(connection), postgres, embedded is not None),
-                (ClickHouseMigrator(client), clickhouse, clickhouse.embedded),
-            ):
-                if migrate or is_embedded:
-                    migrator.migrate(_log.info)
-                else:
-                    migrator.require_current(config.where)
+            migrator = ClickHouseMigrator(client)
+            if migrate or clickhouse.embedded:
+                migrator.migrate(_log.info)
+            else:
+                migrator.require_current(clickhouse.where)
         except DatabaseError as error:
             client.close()
-            connection.close()
             raise StoreUnavailable(error.message) from None
         try:
             yield OpenStores(clickhouse, postgres, client, connection)
         finally:
             client.close()
-            connection.close()
-    finally:
-        if embedded is not None:
-            embedded.stop()

@@ -94,7 +94,7 @@ class Threshold(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
     @property
     def seconds(self) -> int:
-        return int(parse_duration(self.window))
+        return int(parse_duration(self.window, field="threshold.window"))
 
 
 class RuleSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -59,7 +59,7 @@ def test_migrations_run_twice_and_are_checked(postgres, clickhouse, postgres_ser
     with (
         psycopg.connect(empty, autocommit=True) as connection,
         pytest.raises(
-            SchemaBehindError, match=r"version 0, this otsec needs 1: run `otsec db migrate`"
+            SchemaBehindError, match=r"version 0, this otsec needs 2: run `otsec db migrate`"
         ),
     ):
         PostgresMigrator(connection).require_current("empty")

@@ -170,7 +170,13 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
     generate(GeneratorConfig(out_dir=str(second), events=5_000, seed=5))
     generate(GeneratorConfig(out_dir=str(other), events=5_000, seed=6))
     a, b, c = _files(first), _files(second), _files(other)
-    assert set(a) == {*SENSOR_FILES, "truth.jsonl", "assets.csv"}
+    assert set(a) == {
+        *SENSOR_FILES,
+        "truth.jsonl",
+        "assets.csv",
+        "cti/feeds.yaml",
+        "cti/feodotracker_ipblocklist.csv",
+    }
     assert a == b
     assert a.keys() == c.keys()
     for rel in (*SENSOR_FILES, "truth.jsonl"):
