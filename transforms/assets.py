@@ -96,11 +96,18 @@ def load_inventory(path: str) -> AssetInventory:
         OSError: When the file cannot be read.
     """
     with open(path, "rb") as handle:
-        data = handle.read()
+        data = handle.read().removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValidationError(
+            f"{path}: not UTF-8 at byte {error.start} (save the inventory as UTF-8)"
+        ) from None
     assets: list[Asset] = []
-    if data.lstrip()[:1] in (b"[", b"{"):
+    where: list[str] = []
+    if text.lstrip()[:1] in ("[", "{"):
         try:
-            rows = msgspec.json.decode(data)
+            rows = msgspec.json.decode(text)
         except msgspec.DecodeError as error:
             raise ValidationError(f"{path}: not valid JSON: {error}") from None
         if isinstance(rows, dict):
@@ -110,21 +117,25 @@ def load_inventory(path: str) -> AssetInventory:
         for index, row in enumerate(rows):
             if not isinstance(row, dict):
                 raise ValidationError(f"{path}[{index}]: expected an object")
-            assets.append(_asset(row, f"{path}[{index}]"))
+            where.append(f"{path}[{index}]")
+            assets.append(_asset(row, where[-1]))
     else:
-        reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+        reader = csv.DictReader(io.StringIO(text))
         missing = [c for c in _COLUMNS[:6] if c not in (reader.fieldnames or ())]
         if missing:
             raise ValidationError(f"{path}: missing columns {', '.join(missing)}", field=missing[0])
         for row in reader:
-            assets.append(_asset(row, f"{path}:{reader.line_num}"))
-    seen: set[str] = set()
-    for asset in assets:
-        if asset.address in seen:
+            where.append(f"{path}:{reader.line_num}")
+            assets.append(_asset(row, where[-1]))
+    first: dict[str, str] = {}
+    for asset, place in zip(assets, where, strict=True):
+        if asset.address in first:
             raise ValidationError(
-                f"{path}: address {asset.address} is listed twice", field="address"
+                f"{place}: address {asset.address} is listed twice "
+                f"(first at {first[asset.address]})",
+                field="address",
             )
-        seen.add(asset.address)
+        first[asset.address] = place
     return inventory_of(assets, source=os.path.abspath(path))
 
 

@@ -154,6 +154,7 @@ _TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
+_MAX_DEPTH = 32  # parentheses and `not`s; deeper is a mistake, not a rule
 _COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 _ESCAPE = re.compile(r"\\(.)")
 _KEYWORDS = {
@@ -228,6 +229,7 @@ class _Parser:
         self.text = text
         self.tokens = _tokens(text)
         self.position = 0
+        self.depth = 0
 
     def peek(self) -> tuple[str, Any] | None:
         return self.tokens[self.position] if self.position < len(self.tokens) else None
@@ -268,9 +270,18 @@ class _Parser:
             return parts[0]
         return lambda e: all(part(e) for part in parts)
 
+    def nested(self) -> None:
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise ValidationError(
+                f"condition nests deeper than {_MAX_DEPTH} levels", field="condition"
+            )
+
     def not_expr(self) -> Condition:
         if self.take("keyword", "not"):
+            self.nested()
             inner = self.not_expr()
+            self.depth -= 1
             return lambda e: not inner(e)
         return self.compare()
 
@@ -278,9 +289,11 @@ class _Parser:
         token = self.peek()
         if token == ("op", "("):
             self.position += 1
+            self.nested()
             inner = self.expr()
             if not self.take("op", ")"):
                 raise self.fail("')'")
+            self.depth -= 1
             return inner
         left = self.operand()
         token = self.peek()
@@ -295,9 +308,16 @@ class _Parser:
                 raise self.fail("'in' after 'not'")
         if self.take("keyword", "in"):
             values = frozenset(self.literal_list())
+
+            def member(e: Any) -> bool:
+                try:
+                    return left(e) in values
+                except TypeError:  # a list-valued field is not one of the values
+                    return False
+
             if negate:
-                return lambda e: left(e) not in values
-            return lambda e: left(e) in values
+                return lambda e: not member(e)
+            return member
         if self.take("keyword", "is"):
             is_not = self.take("keyword", "not")
             if not self.take("keyword", "null"):
@@ -312,7 +332,17 @@ class _Parser:
             return lambda e: isinstance(value := left(e), str) and value.startswith(prefix)
         if self.take("keyword", "contains"):
             item = self.literal()
-            return lambda e: (value := left(e)) is not None and item in value
+
+            def contains(e: Any) -> bool:
+                value = left(e)
+                if value is None:
+                    return False
+                try:
+                    return item in value
+                except TypeError:  # a number does not contain anything
+                    return False
+
+            return contains
         return lambda e: bool(left(e))
 
     def operand(self) -> Getter:
