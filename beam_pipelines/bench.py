@@ -1,11 +1,15 @@
-"""``otsec bench``: the event pipeline on DirectRunner against the same functions in a plain loop.
+"""``otsec bench``: the eight-stage event pipeline on DirectRunner against a plain loop.
 
-Both sides do the same work on the same generated input: read the sensor
-files, decode, validate and normalize every record, and write events and dead
-letters as JSON lines. Each measured run is its own child process (so each has
-its own peak memory), the two sides alternate, and medians are reported, since
-the machine is shared and noisy. The ratio ``beam / loop`` is what Beam costs
-over the bare functions.
+Both sides do the same work on the same generated input (a plant of about
+5,000 assets, its inventory, a CTI snapshot of 1,000,000 indicators): read the
+sensor files, run stages 1-7 with the same stage functions, and load events into
+a fresh embedded ClickHouse, alerts and dead letters into a fresh embedded
+PostgreSQL. Each measured run is its own child process (so each has its own
+peak memory), the two sides alternate, and medians are reported, since the
+machine is shared and noisy. The ratio ``beam / loop`` is what Beam costs over
+the bare functions. Parts measure single pieces: each stage function, the
+ClickHouse sink, alert upserts, the CTI index, and a CTI refresh of the same
+million indicators from a local file.
 """
 
 from __future__ import annotations
@@ -26,16 +30,17 @@ from typing import Any
 import apache_beam as beam
 import msgspec
 
+from beam_pipelines.bench_cti import TARGET_BUILD_S, TARGET_LOOKUPS_PER_S, TARGET_RSS_MB
+
 __all__ = ["BenchConfig", "run_bench"]
 
-# Targets: stages 1-3 on DirectRunner (foundation), sinks and stores (storage).
-TARGET_BEAM_EVENTS_PER_S = 60_000
+# Targets: the eight stages into both stores (detection), sinks (storage), CTI (threat intel).
+TARGET_BEAM_EVENTS_PER_S = 40_000
 TARGET_RATIO = 0.5
-TARGET_PEAK_RSS_MB = 1024
+TARGET_PEAK_RSS_MB = 2048
 TARGET_CLICKHOUSE_SINK_ROWS_PER_S = 300_000
 TARGET_ALERT_UPSERTS_PER_S = 20_000
-TARGET_STORES_EVENTS_PER_S = 40_000
-TARGET_STORES_PEAK_RSS_MB = 1536
+TARGET_REFRESH_S = 60.0
 PART_SAMPLE = 200_000
 
 
@@ -46,10 +51,12 @@ class BenchConfig:
     work_dir: str = ".otsec"
     json_path: str | None = None
     seed: int = 42
+    assets: int = 5_000
+    indicators: int = 1_000_000
 
     def __post_init__(self) -> None:
-        if self.events <= 0 or self.repeat <= 0:
-            raise ValueError("events and repeat must be positive")
+        if self.events <= 0 or self.repeat <= 0 or self.indicators <= 0:
+            raise ValueError("events, indicators and repeat must be positive")
 
 
 def _peak_rss_mb() -> float:
@@ -69,19 +76,45 @@ def _peak_rss_mb() -> float:
 
 
 def _input_dir(config: BenchConfig) -> str:
-    """Generate the input once per size and seed; later benchmarks reuse it."""
-    from beam_pipelines.generate import GeneratorConfig, generate
+    """Generate the input once per size and seed; later benchmarks reuse it.
 
-    directory = os.path.join(config.work_dir, "bench", f"input-{config.events}-{config.seed}")
+    The directory holds ``sensors/``, ``assets.csv``, a CTI snapshot of
+    ``config.indicators`` synthetic indicators plus the plant's Feodo C2 addresses
+    (``cti/snapshots``), and the same indicators as a plain list for the refresh part.
+    """
+    from beam_pipelines.bench_cti import synthetic_indicators
+    from beam_pipelines.generate import GeneratorConfig, generate
+    from cti.indicators import make_indicator
+    from cti.snapshot import indicators_to_table, write_snapshot
+
+    name = f"input-{config.events}-{config.seed}-{config.assets}-{config.indicators}"
+    directory = os.path.join(config.work_dir, "bench", name)
     marker = os.path.join(directory, ".complete")
     if not os.path.exists(marker):
         print(f"generating {config.events:,} records into {directory}", file=sys.stderr)
         report = generate(
-            GeneratorConfig(out_dir=directory, events=config.events, seed=config.seed)
+            GeneratorConfig(
+                out_dir=directory, events=config.events, seed=config.seed, assets=config.assets
+            )
         )
+        print(f"writing a CTI snapshot of {config.indicators:,} indicators", file=sys.stderr)
+        import pyarrow as pa
+
+        synthetic = synthetic_indicators(config.indicators)
+        feodo = indicators_to_table(
+            make_indicator("ipv4", address, confidence=80, feed="feodo")
+            for address in ("192.9.135.73", "213.199.41.33", "194.233.91.144", "84.247.157.112")
+        )
+        write_snapshot(
+            os.path.join(directory, "cti", "snapshots"), pa.concat_tables([synthetic, feodo])
+        )
+        with open(os.path.join(directory, "cti", "indicators.txt"), "w") as handle:
+            for value in synthetic.column("value").to_pylist():
+                handle.write(value)
+                handle.write("\n")
         with open(marker, "w") as handle:
             handle.write(report.describe())
-    return os.path.join(directory, "sensors")
+    return directory
 
 
 def _files(sensor_dir: str) -> tuple[str, ...]:
@@ -90,44 +123,118 @@ def _files(sensor_dir: str) -> tuple[str, ...]:
     return resolve_inputs([sensor_dir])
 
 
-def _loop_run(sensor_dir: str, out_dir: str) -> dict[str, Any]:
-    """The baseline: the stage functions in a plain loop, with the same file output."""
-    from runners.direct import batch_gc
-    from schemas.dead_letter import dead_letter_from_error
-    from transforms.dead_letters import encode_dead_letter
-    from transforms.decode import decode_line
-    from transforms.normalize import normalize_record
-    from transforms.sinks import encode_event
-    from transforms.sources import read_lines
-    from transforms.validate import validate_record
+def _threshold_windows(
+    rules: Any, hits: list[tuple[tuple[str, ...], Any]]
+) -> dict[tuple[Any, ...], list[Any]]:
+    """The loop's sliding windows: each hit into the windows of its rule that contain it."""
+    from transforms.detect import _ThresholdCombineFn
 
-    started = time.perf_counter()
-    records = events = dead = 0
-    with (
-        batch_gc(),
-        open(os.path.join(out_dir, "events.jsonl"), "w") as event_out,
-        open(os.path.join(out_dir, "dead_letters.jsonl"), "w") as dead_out,
-    ):
-        for path in _files(sensor_dir):
-            for line in read_lines(path):
-                records += 1
-                stage = "decode"
-                try:
-                    decoded = decode_line(line)
-                    stage = "validate"
-                    validated = validate_record(decoded)
-                    stage = "normalize"
-                    event = normalize_record(validated)
-                except Exception as error:
-                    dead += 1
-                    dead_out.write(encode_dead_letter(dead_letter_from_error(stage, error, line)))
-                    dead_out.write("\n")
-                    continue
-                events += 1
-                event_out.write(encode_event(event))
-                event_out.write("\n")
-    seconds = time.perf_counter() - started
-    return {"records": records, "events": events, "dead_letters": dead, "seconds": seconds}
+    combine = _ThresholdCombineFn()
+    windows: dict[tuple[Any, ...], list[Any]] = {}
+    for key, hit in hits:
+        spec = rules.by_id[key[0]].spec
+        size = spec.threshold.seconds
+        period = max(1, size // 2)
+        t = hit.time.timestamp()
+        start = int(t // period) * period
+        while start > t - size:
+            acc = windows.get((key, start))
+            if acc is None:
+                acc = windows[(key, start)] = combine.create_accumulator()
+            combine.add_input(acc, hit)
+            start -= period
+    return windows
+
+
+def _loop_run(input_dir: str, out_dir: str) -> dict[str, Any]:
+    """The baseline: stages 1-7 in a plain loop with the same functions, the same stores."""
+    from beam_pipelines.stores import StoreSettings, open_stores
+    from cti.index import IndicatorIndex
+    from cti.snapshot import latest_snapshot
+    from runners.direct import batch_gc
+    from schemas.dead_letter import DeadLetter
+    from transforms._retry import RetryPolicy
+    from transforms.assets import AssetTable, enrich_event, load_inventory
+    from transforms.chain import process_line
+    from transforms.clickhouse import EventWriter
+    from transforms.correlate import correlate_event
+    from transforms.detect import (
+        RuleSet,
+        _merge_threshold,
+        _threshold_alert,
+        load_rules,
+        merge_alerts,
+    )
+    from transforms.postgres import store_dead_letters, upsert_alerts
+    from transforms.sources import read_lines
+
+    snapshot = latest_snapshot(os.path.join(input_dir, "cti", "snapshots"))
+    assert snapshot is not None
+    with open_stores(StoreSettings.resolve(out_dir)) as stores:
+        writer = EventWriter(stores.clickhouse, RetryPolicy(attempts=3))
+        started = time.perf_counter()
+        records = events = duplicates = 0
+        letters: list[Any] = []
+        alerts: dict[str, Any] = {}
+        hits: list[tuple[tuple[str, ...], Any]] = []
+        seen: set[str] = set()
+        batch: list[Any] = []
+        with batch_gc():
+            table = AssetTable(load_inventory(os.path.join(input_dir, "assets.csv")))
+            index = IndicatorIndex.load(snapshot)
+            rules = RuleSet(load_rules())
+            for path in _files(os.path.join(input_dir, "sensors")):
+                for line in read_lines(path):
+                    records += 1
+                    event = process_line(line)
+                    if isinstance(event, DeadLetter):
+                        letters.append(event)
+                        continue
+                    if event.event_id in seen:
+                        duplicates += 1
+                        continue
+                    seen.add(event.event_id)
+                    event = correlate_event(enrich_event(event, table), index)
+                    event, raised, matched = rules.evaluate(event)
+                    for alert in raised:
+                        known = alerts.get(alert.alert_id)
+                        alerts[alert.alert_id] = (
+                            alert if known is None else merge_alerts(known, alert)
+                        )
+                    hits.extend(matched)
+                    batch.append(event)
+                    if len(batch) >= stores.clickhouse.batch_rows:
+                        writer.write(batch)
+                        events += len(batch)
+                        batch = []
+            writer.write(batch)
+            events += len(batch)
+            specs = {rule.spec.id: rule.spec for rule in rules.windowed}
+            windowed: dict[str, Any] = {}
+            for (key, _), acc in _threshold_windows(rules, hits).items():
+                for alert in _threshold_alert((key, acc), specs):
+                    known = windowed.get(alert.alert_id)
+                    windowed[alert.alert_id] = (
+                        alert if known is None else _merge_threshold(known, alert)
+                    )
+            everything = [*alerts.values(), *windowed.values()]
+            connection = stores.postgres_connection
+            for offset in range(0, len(everything), 5_000):
+                upsert_alerts(connection, everything[offset : offset + 5_000])
+            for offset in range(0, len(letters), 5_000):
+                store_dead_letters(connection, letters[offset : offset + 5_000])
+        seconds = time.perf_counter() - started
+        writer.close()
+    if records != events + duplicates + len(letters):
+        raise RuntimeError("the loop lost records")
+    return {
+        "records": records,
+        "events": events,
+        "duplicates": duplicates,
+        "dead_letters": len(letters),
+        "alerts": len(everything),
+        "seconds": seconds,
+    }
 
 
 def _timed_run(config: Any) -> dict[str, Any]:
@@ -143,30 +250,40 @@ def _timed_run(config: Any) -> dict[str, Any]:
     return {
         "records": summary.input_records,
         "events": summary.stored_events,
+        "duplicates": summary.duplicates_dropped,
         "dead_letters": summary.dead_letters.total,
+        "alerts": summary.alerts,
         "seconds": seconds,
     }
 
 
-def _beam_run(sensor_dir: str, out_dir: str) -> dict[str, Any]:
+def _beam_run(input_dir: str, out_dir: str) -> dict[str, Any]:
+    """The eight stages on DirectRunner into fresh embedded stores: chDB and PostgreSQL."""
     from beam_pipelines.event_pipeline import RunConfig
+    from beam_pipelines.stores import StoreSettings, open_stores
+    from cti.snapshot import latest_snapshot
+    from transforms.assets import load_inventory
 
-    config = RunConfig(
-        input_files=_files(sensor_dir),
-        output_dir=os.path.join(out_dir, "events"),
-        dead_letter_dir=os.path.join(out_dir, "dead_letters"),
-    )
-    return _timed_run(config)
+    with open_stores(StoreSettings.resolve(out_dir)) as stores:
+        config = RunConfig(
+            input_files=_files(os.path.join(input_dir, "sensors")),
+            clickhouse=stores.clickhouse,
+            postgres=stores.postgres,
+            fallback_dir=os.path.join(out_dir, "fallback"),
+            assets=load_inventory(os.path.join(input_dir, "assets.csv")),
+            cti_snapshot=latest_snapshot(os.path.join(input_dir, "cti", "snapshots")),
+        )
+        return _timed_run(config)
 
 
-def _sample_events(sensor_dir: str, limit: int = 20_000) -> list[Any]:
+def _sample_events(input_dir: str, limit: int = 20_000) -> list[Any]:
     """Normalized events from every sensor file, for the sink benchmarks."""
     from transforms.decode import decode_line
     from transforms.normalize import normalize_record
     from transforms.sources import read_lines
     from transforms.validate import validate_record
 
-    files = _files(sensor_dir)
+    files = _files(os.path.join(input_dir, "sensors"))
     per_file = max(1, limit // len(files))
     events = []
     for path in files:
@@ -292,19 +409,55 @@ def _alert_upsert_run(sensor_dir: str, out_dir: str, rows: int = 200_000) -> dic
     }
 
 
-def _stores_run(sensor_dir: str, out_dir: str) -> dict[str, Any]:
-    """Stages 1-3 and 8 into fresh embedded stores: chDB and PostgreSQL."""
-    from beam_pipelines.event_pipeline import RunConfig
-    from beam_pipelines.stores import StoreSettings, open_stores
+def _index_run(input_dir: str, out_dir: str) -> dict[str, Any]:
+    """The CTI index alone: build, memory, lookups (`beam_pipelines.bench_cti`)."""
+    from beam_pipelines.bench_cti import measure_index
 
-    with open_stores(StoreSettings.resolve(out_dir)) as stores:
-        config = RunConfig(
-            input_files=_files(sensor_dir),
-            clickhouse=stores.clickhouse,
-            postgres=stores.postgres,
+    figures = measure_index(_indicator_count(input_dir), repeat=1)
+    figures["records"] = figures["indicators"]
+    figures["seconds"] = figures["build_s"]
+    return figures
+
+
+def _indicator_count(input_dir: str) -> int:
+    return int(os.path.basename(input_dir).rsplit("-", 1)[1])
+
+
+def _refresh_run(input_dir: str, out_dir: str) -> dict[str, Any]:
+    """`otsec cti refresh` of the whole indicator list from a local file into a fresh
+    embedded PostgreSQL, and the snapshot it writes."""
+    from beam_pipelines.stores import StoreSettings, open_postgres
+    from cti.config import FeedConfig
+    from cti.refresh import RefreshConfig, run_refresh
+    from runners.direct import with_direct_defaults
+
+    feed = FeedConfig(
+        name="bench",
+        type="csv",
+        preset="plain",
+        path=os.path.join(input_dir, "cti", "indicators.txt"),
+    )
+    with open_postgres(StoreSettings.resolve(out_dir)) as (postgres, _):
+        config = RefreshConfig(
+            feeds=(feed,),
+            postgres=postgres,
+            snapshot_dir=os.path.join(out_dir, "snapshots"),
             fallback_dir=os.path.join(out_dir, "fallback"),
         )
-        return _timed_run(config)
+        started = time.perf_counter()
+        report = run_refresh(config, {}, with_direct_defaults([]))
+        seconds = time.perf_counter() - started
+    (outcome,) = report.feeds
+    if outcome.status != "ok":
+        raise RuntimeError(f"refresh benchmark failed: {outcome.error_class}: {outcome.error}")
+    return {
+        "records": outcome.entries,
+        "indicators": report.store_indicators,
+        "snapshot_indicators": report.snapshot.indicators if report.snapshot else 0,
+        "dead_letters": outcome.dead_letters,
+        "parse_seconds": outcome.seconds,
+        "seconds": seconds,
+    }
 
 
 _SIDES = {
@@ -312,7 +465,8 @@ _SIDES = {
     "beam": lambda d, o: _beam_run(d, o),
     "clickhouse_sink": lambda d, o: _clickhouse_sink_run(d, o),
     "alert_upserts": lambda d, o: _alert_upsert_run(d, o),
-    "stores": lambda d, o: _stores_run(d, o),
+    "index": lambda d, o: _index_run(d, o),
+    "refresh": lambda d, o: _refresh_run(d, o),
 }
 
 
@@ -374,16 +528,21 @@ def _time_part(name: str, items: list[Any], fn: Callable[[Any], Any]) -> dict[st
     }
 
 
-def _parts(sensor_dir: str) -> list[dict[str, Any]]:
+def _parts(input_dir: str) -> list[dict[str, Any]]:
     """Each stage function alone on a sample, to show where the time goes."""
+    from cti.index import IndicatorIndex
+    from cti.snapshot import latest_snapshot
+    from transforms.assets import AssetTable, enrich_event, load_inventory
+    from transforms.correlate import correlate_event
     from transforms.decode import decode_line
+    from transforms.detect import RuleSet, load_rules
     from transforms.normalize import normalize_record
     from transforms.sinks import encode_event
     from transforms.sources import read_lines
     from transforms.validate import validate_record
 
     def sample() -> Iterator[Any]:
-        for path in _files(sensor_dir):
+        for path in _files(os.path.join(input_dir, "sensors")):
             yield from read_lines(path)
 
     started = time.perf_counter()
@@ -409,76 +568,111 @@ def _parts(sensor_dir: str) -> list[dict[str, Any]]:
     parts.append(_time_part("validate", decoded, validate_record))
     events = _successes(normalize_record, validated)
     parts.append(_time_part("normalize", validated, normalize_record))
+    table = AssetTable(load_inventory(os.path.join(input_dir, "assets.csv")))
+    snapshot = latest_snapshot(os.path.join(input_dir, "cti", "snapshots"))
+    assert snapshot is not None
+    index = IndicatorIndex.load(snapshot)
+    rules = RuleSet(load_rules())
+    enriched = [enrich_event(event, table) for event in events]
+    parts.append(_time_part("enrich", events, lambda event: enrich_event(event, table)))
+    correlated = [correlate_event(event, index) for event in enriched]
+    parts.append(_time_part("correlate", enriched, lambda event: correlate_event(event, index)))
+    parts.append(_time_part("detect", correlated, rules.evaluate))
     parts.append(_time_part("encode_event_json", events, encode_event))
     return parts
 
 
+def _median_of(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(run[key] for run in runs))
+
+
 def run_bench(config: BenchConfig) -> int:
     """Run the benchmark, print a table, write ``--json``; 0 when it ran (targets are reported)."""
-    sensor_dir = _input_dir(config)
+    input_dir = _input_dir(config)
     runs: list[dict[str, Any]] = []
     for round_number in range(config.repeat):
         for side in ("loop", "beam"):
-            figures = _measure_child(side, sensor_dir)
+            figures = _measure_child(side, input_dir)
             runs.append(figures)
             print(
                 f"round {round_number + 1}/{config.repeat} {side:<4} "
                 f"{figures['records']:,} records in {figures['seconds']:.1f} s = "
-                f"{figures['records_per_s']:,.0f} records/s, peak {figures['peak_rss_mb']:.0f} MB",
+                f"{figures['records_per_s']:,.0f} records/s, {figures['alerts']:,} alerts, "
+                f"peak {figures['peak_rss_mb']:.0f} MB",
                 file=sys.stderr,
             )
     beam = [r for r in runs if r["side"] == "beam"]
     loop = [r for r in runs if r["side"] == "loop"]
-    beam_rate = statistics.median(r["records_per_s"] for r in beam)
-    loop_rate = statistics.median(r["records_per_s"] for r in loop)
+    beam_rate = _median_of(beam, "records_per_s")
+    loop_rate = _median_of(loop, "records_per_s")
     # Ratio of medians, and the median of per-round ratios (each pair ran back to back).
     pair_ratios = [
         b["records_per_s"] / lo["records_per_s"] for b, lo in zip(beam, loop, strict=True)
     ]
     peak = max(r["peak_rss_mb"] for r in beam)
-    parts = _parts(sensor_dir)
-    storage: dict[str, list[dict[str, Any]]] = {
+    parts = _parts(input_dir)
+    measured: dict[str, list[dict[str, Any]]] = {
         "clickhouse_sink": [],
         "alert_upserts": [],
-        "stores": [],
+        "index": [],
+        "refresh": [],
     }
     for round_number in range(config.repeat):
-        for side in storage:
-            figures = _measure_child(side, sensor_dir)
-            storage[side].append(figures)
+        for side in measured:
+            figures = _measure_child(side, input_dir)
+            measured[side].append(figures)
             print(
                 f"round {round_number + 1}/{config.repeat} {side}: {_brief(figures)}",
                 file=sys.stderr,
             )
-    sink_rate = statistics.median(r["sink_rows_per_s"] for r in storage["clickhouse_sink"])
-    upsert_rate = statistics.median(r["rows_per_s"] for r in storage["alert_upserts"])
-    stores_rate = statistics.median(r["records_per_s"] for r in storage["stores"])
-    stores_peak = max(r["peak_rss_mb"] for r in storage["stores"])
+    sink_rate = _median_of(measured["clickhouse_sink"], "sink_rows_per_s")
+    upsert_rate = _median_of(measured["alert_upserts"], "rows_per_s")
+    index_runs = measured["index"]
+    index_build = _median_of(index_runs, "build_s")
+    index_mb = _median_of(index_runs, "rss_increase_mb")
+    lookups = _median_of(index_runs, "ip_batch_lookups_per_s")
+    refresh_seconds = _median_of(measured["refresh"], "seconds")
     parts += [
         {
             "part": "clickhouse_sink_in_beam",
             "records_per_s": round(sink_rate, 1),
-            "runs": storage["clickhouse_sink"],
+            "runs": measured["clickhouse_sink"],
             "target": TARGET_CLICKHOUSE_SINK_ROWS_PER_S,
         },
         {
             "part": "postgres_alert_upserts",
             "records_per_s": round(upsert_rate, 1),
-            "runs": storage["alert_upserts"],
+            "runs": measured["alert_upserts"],
             "target": TARGET_ALERT_UPSERTS_PER_S,
         },
         {
-            "part": "stages_1_3_and_8_into_stores",
-            "records_per_s": round(stores_rate, 1),
-            "peak_rss_mb": stores_peak,
-            "runs": storage["stores"],
-            "target": TARGET_STORES_EVENTS_PER_S,
+            "part": "cti_index",
+            "indicators": config.indicators,
+            "build_seconds": round(index_build, 3),
+            "memory_mb": round(index_mb, 1),
+            "records_per_s": round(lookups, 1),
+            "runs": index_runs,
+            "targets": {
+                "build_seconds": TARGET_BUILD_S,
+                "memory_mb": TARGET_RSS_MB,
+                "lookups_per_s": TARGET_LOOKUPS_PER_S,
+            },
+        },
+        {
+            "part": "cti_refresh",
+            "indicators": config.indicators,
+            "seconds": round(refresh_seconds, 3),
+            "records_per_s": round(config.indicators / refresh_seconds, 1),
+            "runs": measured["refresh"],
+            "target_seconds": TARGET_REFRESH_S,
         },
     ]
     import apache_beam
 
     report = {
         "events": beam[0]["records"],
+        "assets": config.assets,
+        "indicators": config.indicators,
         "beam_events_per_s": round(beam_rate, 1),
         "loop_events_per_s": round(loop_rate, 1),
         "ratio": round(beam_rate / loop_rate, 3),
@@ -499,8 +693,10 @@ def run_bench(config: BenchConfig) -> int:
             "peak_rss_mb": peak < TARGET_PEAK_RSS_MB,
             "clickhouse_sink_rows_per_s": sink_rate >= TARGET_CLICKHOUSE_SINK_ROWS_PER_S,
             "alert_upserts_per_s": upsert_rate >= TARGET_ALERT_UPSERTS_PER_S,
-            "stores_events_per_s": stores_rate >= TARGET_STORES_EVENTS_PER_S,
-            "stores_peak_rss_mb": stores_peak < TARGET_STORES_PEAK_RSS_MB,
+            "index_build_seconds": index_build < TARGET_BUILD_S,
+            "index_memory_mb": index_mb < TARGET_RSS_MB,
+            "index_lookups_per_s": lookups >= TARGET_LOOKUPS_PER_S,
+            "refresh_seconds": refresh_seconds < TARGET_REFRESH_S,
         },
         "machine": {
             "cpus": os.cpu_count(),
@@ -510,27 +706,30 @@ def run_bench(config: BenchConfig) -> int:
         },
     }
     print(
-        f"\nstages 1-3 + JSON-lines sinks, {report['events']:,} records, "
-        f"medians of {config.repeat}:\n"
+        f"\neight stages into ClickHouse and PostgreSQL, {report['events']:,} records, "
+        f"{config.assets:,} assets, {config.indicators:,} indicators, medians of {config.repeat}:\n"
         f"  beam  {beam_rate:>12,.0f} records/s  (target {TARGET_BEAM_EVENTS_PER_S:,})\n"
         f"  loop  {loop_rate:>12,.0f} records/s\n"
         f"  ratio {report['ratio']:>12.3f}         (target {TARGET_RATIO})\n"
-        f"  peak  {peak:>12,.0f} MB         (target < {TARGET_PEAK_RSS_MB})"
+        f"  peak  {peak:>12,.0f} MB         (target < {TARGET_PEAK_RSS_MB:,})"
     )
     print(
         f"  clickhouse sink in Beam {sink_rate:>10,.0f} rows/s   "
         f"(target {TARGET_CLICKHOUSE_SINK_ROWS_PER_S:,})\n"
         f"  alert upserts           {upsert_rate:>10,.0f} rows/s   "
         f"(target {TARGET_ALERT_UPSERTS_PER_S:,})\n"
-        f"  stages 1-3 + 8 (stores) {stores_rate:>10,.0f} records/s "
-        f"(target {TARGET_STORES_EVENTS_PER_S:,}), peak {stores_peak:,.0f} MB "
-        f"(target < {TARGET_STORES_PEAK_RSS_MB:,})"
+        f"  CTI index build {index_build:.2f} s (target < {TARGET_BUILD_S:.0f}), "
+        f"memory {index_mb:,.0f} MB (target < {TARGET_RSS_MB:.0f}), "
+        f"{lookups:,.0f} lookups/s (target {TARGET_LOOKUPS_PER_S:,})\n"
+        f"  CTI refresh of {config.indicators:,} indicators {refresh_seconds:.1f} s "
+        f"(target < {TARGET_REFRESH_S:.0f})"
     )
-    for part in parts[:5]:
-        print(
-            f"  part {part['part']:<18} {part['records_per_s']:>12,.0f} records/s "
-            f"({part['us_per_record']:.2f} us each)"
-        )
+    for part in parts:
+        if "us_per_record" in part:
+            print(
+                f"  part {part['part']:<18} {part['records_per_s']:>12,.0f} records/s "
+                f"({part['us_per_record']:.2f} us each)"
+            )
     if config.json_path:
         with open(config.json_path, "w") as handle:
             json.dump(report, handle, indent=2)

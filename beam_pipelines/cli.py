@@ -218,6 +218,15 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--data-dir", help="working directory; generated input is cached under its bench/ folder"
     )
+    bench.add_argument(
+        "--indicators",
+        type=_positive_int,
+        default=1_000_000,
+        help="CTI indicators in the snapshot and the refresh (default 1000000)",
+    )
+    bench.add_argument(
+        "--assets", type=_count, default=5_000, help="assets in the generated plant (default 5000)"
+    )
     bench.add_argument("--json", help="write the figures to this file")
 
     db = commands.add_parser("db", help="the stores' schemas", allow_abbrev=False)
@@ -710,7 +719,12 @@ def _bench(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args.data_dir)
     return run_bench(
         BenchConfig(
-            events=args.events, repeat=max(1, args.repeat), work_dir=data_dir, json_path=args.json
+            events=args.events,
+            repeat=max(1, args.repeat),
+            work_dir=data_dir,
+            json_path=args.json,
+            assets=args.assets,
+            indicators=args.indicators,
         )
     )
 

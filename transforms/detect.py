@@ -55,7 +55,7 @@ from schemas.errors import ValidationError
 from schemas.event import NormalizedEvent
 from transforms._stage import DEAD_LETTERS, MAIN, StageCounters, event_origin
 from transforms.durations import parse_duration
-from transforms.ruleexpr import compile_condition, field_getter
+from transforms.ruleexpr import compile_condition, condition_facts, field_getter
 
 __all__ = [
     "BUILTIN_RULES",
@@ -264,22 +264,71 @@ class ThresholdHit(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     cti_confidence: int = 0
 
 
+_EventKind = tuple[str | None, int, bool]  # ICS protocol, OCSF class, has CTI matches
+
+
+def _can_match(rule: _Rule, kind: _EventKind) -> bool:
+    """Whether the rule's top-level facts allow an event of this kind (False: skip it)."""
+    protocol, class_uid, has_cti = kind
+    for op, field, value in condition_facts(rule.matches):
+        if field == "ics.protocol" and op == "==" and protocol != value:
+            return False
+        if field in ("ics.protocol", "ics") and op == "is not null" and protocol is None:
+            return False
+        if field == "class_uid" and op == "==" and class_uid != value:
+            return False
+        if not has_cti and _needs_cti(op, field, value):
+            return False
+    return True
+
+
+def _needs_cti(op: str, field: str, value: Any) -> bool:
+    """Whether the fact is false for every event without CTI matches."""
+    if field in ("cti.fields", "cti.types"):
+        return op == "contains"  # an empty list contains nothing
+    if field == "cti.max_confidence":
+        return op in ("<", "<=", ">", ">=")  # null: ordering comparisons are false
+    if field == "cti.count" and isinstance(value, int | float) and not isinstance(value, bool):
+        return (op == ">" and value >= 0) or (op in (">=", "==") and value > 0)
+    return False
+
+
 class RuleSet:
-    """The compiled rules, split into single-event and threshold rules."""
+    """The compiled rules, split into single-event and threshold rules.
+
+    Most rules name the protocol they are about (``ics.protocol == "dnp3" and ...``),
+    the event class, or need CTI matches. `evaluate` only runs the rules whose
+    top-level facts an event of its kind can satisfy; the list per kind (protocol,
+    class, CTI matches or not) is worked out once and cached.
+    """
 
     def __init__(self, specs: Iterable[RuleSpec]) -> None:
         rules = [_Rule(spec) for spec in specs]
         self.single = [rule for rule in rules if rule.spec.threshold is None]
         self.windowed = [rule for rule in rules if rule.spec.threshold is not None]
         self.by_id = {rule.spec.id: rule for rule in rules}
+        self._candidates: dict[_EventKind, tuple[list[_Rule], list[_Rule]]] = {}
+
+    def _rules_for(self, event: NormalizedEvent) -> tuple[list[_Rule], list[_Rule]]:
+        ics = event.ics
+        kind = (None if ics is None else ics.protocol, event.class_uid, bool(event.cti_matches))
+        found = self._candidates.get(kind)
+        if found is None:
+            found = (
+                [rule for rule in self.single if _can_match(rule, kind)],
+                [rule for rule in self.windowed if _can_match(rule, kind)],
+            )
+            self._candidates[kind] = found
+        return found
 
     def evaluate(
         self, event: NormalizedEvent
     ) -> tuple[NormalizedEvent, list[Alert], list[tuple[tuple[str, ...], ThresholdHit]]]:
         """The scored event, its alerts and its threshold hits (keyed by rule and group)."""
-        alerts = [rule.alert(event) for rule in self.single if rule.matches(event)]
+        single, windowed = self._rules_for(event)
+        alerts = [rule.alert(event) for rule in single if rule.matches(event)]
         hits: list[tuple[tuple[str, ...], ThresholdHit]] = []
-        for rule in self.windowed:
+        for rule in windowed:
             if not rule.matches(event):
                 continue
             group = tuple("" if (v := get(event)) is None else str(v) for get in rule.group)

@@ -34,7 +34,7 @@ from typing import Any
 
 from schemas.errors import ValidationError
 
-__all__ = ["FIELDS", "Condition", "compile_condition", "field_getter"]
+__all__ = ["FIELDS", "Condition", "compile_condition", "condition_facts", "field_getter"]
 
 Condition = Callable[[Any], bool]
 Getter = Callable[[Any], Any]
@@ -49,6 +49,19 @@ def _is_global(address: str) -> bool:
 
 
 def _attr(*names: str) -> Getter:
+    """A None-safe attribute path getter, specialised for the one and two levels events have."""
+    if len(names) == 1:
+        (name,) = names
+        return lambda event: getattr(event, name, None)
+    if len(names) == 2:
+        outer, inner = names
+
+        def get2(event: Any) -> Any:
+            value = getattr(event, outer, None)
+            return None if value is None else getattr(value, inner, None)
+
+        return get2
+
     def get(event: Any) -> Any:
         value = event
         for name in names:
@@ -260,7 +273,16 @@ class _Parser:
             parts.append(self.and_expr())
         if len(parts) == 1:
             return parts[0]
-        return lambda e: any(part(e) for part in parts)
+        alternatives = tuple(parts)
+
+        def any_of(e: Any) -> bool:
+            # A plain loop: any() over a generator costs a generator per event.
+            for part in alternatives:  # noqa: SIM110
+                if part(e):
+                    return True
+            return False
+
+        return any_of
 
     def and_expr(self) -> Condition:
         parts = [self.not_expr()]
@@ -268,7 +290,18 @@ class _Parser:
             parts.append(self.not_expr())
         if len(parts) == 1:
             return parts[0]
-        return lambda e: all(part(e) for part in parts)
+        conjuncts = tuple(parts)
+
+        def all_of(e: Any) -> bool:
+            for part in conjuncts:  # noqa: SIM110 (as in any_of)
+                if not part(e):
+                    return False
+            return True
+
+        all_of.facts = [  # type: ignore[attr-defined]
+            fact for part in conjuncts if (fact := getattr(part, "fact", None)) is not None
+        ]
+        return all_of
 
     def nested(self) -> None:
         self.depth += 1
@@ -295,11 +328,21 @@ class _Parser:
                 raise self.fail("')'")
             self.depth -= 1
             return inner
+        field = self.peek()
         left = self.operand()
         token = self.peek()
         if token is not None and token[0] == "op" and token[1] in _COMPARISONS:
             self.position += 1
-            return _compare(token[1], left, self.operand())
+            right_token = self.peek()
+            compared = _compare(token[1], left, self.operand())
+            if (
+                field is not None
+                and field[0] == "name"
+                and right_token is not None
+                and right_token[0] == "literal"
+            ):
+                compared.fact = (token[1], field[1], right_token[1])  # type: ignore[attr-defined]
+            return compared
         negate = False
         if token == ("keyword", "not"):
             self.position += 1
@@ -323,7 +366,13 @@ class _Parser:
             if not self.take("keyword", "null"):
                 raise self.fail("'null'")
             if is_not:
-                return lambda e: left(e) is not None
+
+                def present(e: Any) -> bool:
+                    return left(e) is not None
+
+                if field is not None and field[0] == "name":
+                    present.fact = ("is not null", field[1], None)  # type: ignore[attr-defined]
+                return present
             return lambda e: left(e) is None
         if self.take("keyword", "startswith"):
             prefix = self.literal()
@@ -342,6 +391,8 @@ class _Parser:
                 except TypeError:  # a number does not contain anything
                     return False
 
+            if field is not None and field[0] == "name":
+                contains.fact = ("contains", field[1], item)  # type: ignore[attr-defined]
             return contains
         return lambda e: bool(left(e))
 
@@ -378,6 +429,18 @@ class _Parser:
                 return values
             if not self.take("op", ","):
                 raise self.fail("',' or ']'")
+
+
+def condition_facts(condition: Condition) -> list[tuple[str, str, Any]]:
+    """What every event the condition accepts must satisfy, as far as it is simple to tell:
+    ``(op, field, value)`` for the top-level ``and`` terms that compare a field with a value
+    (``("==", "ics.protocol", "modbus")``, ``("is not null", "ics.protocol", None)``,
+    ``("contains", "cti.fields", "dst.ip")``). Used to skip rules that cannot match."""
+    facts = getattr(condition, "facts", None)
+    if facts is not None:
+        return list(facts)
+    fact = getattr(condition, "fact", None)
+    return [fact] if fact is not None else []
 
 
 def compile_condition(text: str) -> Condition:

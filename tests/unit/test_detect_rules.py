@@ -733,3 +733,12 @@ def test_detect_stage_dead_letters_an_event_a_rule_cannot_evaluate(monkeypatch) 
             label="dead",
         )
         assert_that(outputs["main"], equal_to([]), label="main")
+
+
+def test_skipping_rules_by_protocol_class_and_cti_never_changes_what_fires() -> None:
+    # evaluate() runs only the rules an event's kind can satisfy; every rule run on every
+    # case event must give the same answer.
+    for positive, negative in CASES.values():
+        for e in (positive, negative):
+            everything = {r.spec.id for r in RULESET.single + RULESET.windowed if r.matches(e)}
+            assert fired(e) == everything, e
