@@ -1,8 +1,10 @@
 """``otsec dlq replay``: re-drive dead letters after a fix, and account for each one.
 
 A dead letter of stages 1-3 keeps the original bytes (and the Zeek header a TSV
-line needs), so it is decoded again from the start; one of the load stage keeps
-the event it could not store, which goes straight back to ClickHouse. What
+line needs), so it is decoded again from the start; one of stages 4-8 keeps the
+event as it was when it failed, which goes straight back to ClickHouse (the
+enrichment, correlation and detection it missed are not run again: replay has no
+inventory, snapshot or alert state). What
 lands is marked ``replayed_at``; what fails again is stored as a dead letter
 with ``attempts + 1``. Replay uses the same stage functions and the same
 ClickHouse writer as the pipeline; it runs in this process, since dead letters
@@ -32,6 +34,7 @@ __all__ = ["ReplayFilter", "ReplayReport", "load_pending", "replay"]
 
 _event_decoder = msgspec.json.Decoder(NormalizedEvent)
 _STAGES_FROM_DECODE = ("decode", "validate", "normalize")
+_EVENT_STAGES = ("dedupe", "enrich", "correlate", "detect", "load")  # payload: the event JSON
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,13 +127,13 @@ def replay(
     done: list[str] = []
     for letter in letters:
         report.selected += 1
-        if letter.stage == "load":
+        if letter.stage in _EVENT_STAGES:
             try:
                 events.append((letter, _event_decoder.decode(letter.payload)))
             except msgspec.DecodeError as error:
                 again.append(
                     dead_letter_from_error(
-                        "load", error, _origin(letter), attempts=letter.attempts + 1
+                        letter.stage, error, _origin(letter), attempts=letter.attempts + 1
                     )
                 )
                 done.append(letter.id)
