@@ -5,11 +5,14 @@ derives ``event_id`` from the record's identity, so a redelivery carries the sam
 id. This stage keeps the first event of each id and drops (and counts) the rest.
 
 Events are keyed by ``event_id``.
-- Batch (``ttl_seconds=None``): exact over the whole input. A combiner keeps, per
-  id, the copy read first (lowest file and line, so the result does not depend on
-  bundle order) and the number of copies. A stateful DoFn would do the same, but
-  Beam's in-process runner drops the metrics of other steps fused with a stateful
-  DoFn in batch, and the run summary is built from those metrics.
+- Batch (``ttl_seconds=None``): exact over the whole input. Events are grouped by
+  id and the copy with the lowest source position (file name, then line) is
+  kept, so the result does not depend on bundle order. A plain GroupByKey, not a
+  combiner: combiner lifting would keep every distinct event decoded in memory
+  before the shuffle (a million events took 8 GB). Events cross the shuffle as
+  msgpack (`transforms.coders`). A stateful DoFn would do the same, but Beam's
+  in-process runner drops the metrics of other steps fused with a stateful DoFn
+  in batch, and the run summary is built from those metrics.
 - Streaming: a stateful DoFn; a value state remembers that the id was seen and a
   processing-time timer clears it ``ttl_seconds`` (default 600) after it was
   first seen, so memory stays bounded by the ids of the last ten minutes. A
@@ -38,6 +41,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from schemas.dead_letter import dead_letter_from_error
 from schemas.event import NormalizedEvent
+from transforms import coders  # noqa: F401  (registers the msgpack coders)
 from transforms._stage import DEAD_LETTERS, MAIN, StageCounters, event_origin
 
 __all__ = ["DEFAULT_TTL_SECONDS", "Deduplicate"]
@@ -102,49 +106,26 @@ def _position(event: NormalizedEvent) -> tuple[str, int, str]:
     return (source.uri, source.line or 0, source.sequence or "")
 
 
-class _FirstCopy(beam.CombineFn):  # type: ignore[misc]
-    """Per id: the copy read first and how many copies there were."""
+class _FirstCopyFn(beam.DoFn):  # type: ignore[misc]
+    """Per id: the copy with the lowest source position; the others are counted as dropped."""
 
-    def create_accumulator(self) -> tuple[NormalizedEvent | None, int]:
-        return (None, 0)
-
-    def add_input(
-        self, acc: tuple[NormalizedEvent | None, int], event: NormalizedEvent
-    ) -> tuple[NormalizedEvent | None, int]:
-        kept, copies = acc
-        if kept is None or _position(event) < _position(kept):
-            kept = event
-        return (kept, copies + 1)
-
-    def merge_accumulators(
-        self, accumulators: Iterable[tuple[NormalizedEvent | None, int]]
-    ) -> tuple[NormalizedEvent | None, int]:
-        kept: NormalizedEvent | None = None
-        copies = 0
-        for event, count in accumulators:
-            copies += count
-            if event is not None and (kept is None or _position(event) < _position(kept)):
-                kept = event
-        return (kept, copies)
-
-    def extract_output(
-        self, acc: tuple[NormalizedEvent | None, int]
-    ) -> tuple[NormalizedEvent | None, int]:
-        return acc
-
-
-class _CountCopiesFn(beam.DoFn):  # type: ignore[misc]
     def setup(self) -> None:
         self.counters = StageCounters("dedupe")
 
-    def process(self, element: tuple[str, tuple[NormalizedEvent, int]]) -> Iterator[Any]:
-        _, (event, copies) = element
+    def process(self, element: tuple[str, Iterable[NormalizedEvent]]) -> Iterator[Any]:
+        _, copies = element
+        kept: NormalizedEvent | None = None
+        count = 0
+        for event in copies:
+            count += 1
+            if kept is None or _position(event) < _position(kept):
+                kept = event
         counters = self.counters
-        counters.inputs += copies
+        counters.inputs += count
         counters.outputs += 1
-        if copies > 1:
-            counters.extra["dropped"] += copies - 1
-        yield event
+        if count > 1:
+            counters.extra["dropped"] += count - 1
+        yield kept
 
     def finish_bundle(self) -> None:
         self.counters.flush()
@@ -171,9 +152,8 @@ class Deduplicate(beam.PTransform):  # type: ignore[misc]
         if self._ttl is None:
             return (
                 keyed
-                | "FirstCopyPerId" >> beam.CombinePerKey(_FirstCopy())
-                | "CountCopies"
-                >> beam.ParDo(_CountCopiesFn()).with_outputs(DEAD_LETTERS, main=MAIN)
+                | "GroupById" >> beam.GroupByKey()
+                | "FirstCopy" >> beam.ParDo(_FirstCopyFn()).with_outputs(DEAD_LETTERS, main=MAIN)
             )
         return keyed | "DropRepeats" >> beam.ParDo(_DedupeFn(self._ttl)).with_outputs(
             DEAD_LETTERS, main=MAIN

@@ -264,18 +264,61 @@ class ThresholdHit(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     cti_confidence: int = 0
 
 
-_EventKind = tuple[str | None, int, bool]  # ICS protocol, OCSF class, has CTI matches
+# The fields an event's "kind" is made of: rules whose top-level facts on these fields
+# contradict the event are skipped. The list per kind is computed once and cached.
+_KIND_FIELDS = (
+    "ics.protocol",
+    "class_uid",
+    "ics.function_code",
+    "ics.function_name",
+    "ics.operation",
+    "ics.subfunction",
+    "ics.is_request",
+    "ics.is_exception",
+)
+_MAX_KINDS = 20_000
+_EventKind = tuple[Any, ...]  # the values of _KIND_FIELDS, then whether it has CTI matches
+
+
+def _kind_of(event: NormalizedEvent) -> _EventKind:
+    ics = event.ics
+    if ics is None:
+        return (None, event.class_uid, None, None, None, None, None, None, bool(event.cti_matches))
+    return (
+        ics.protocol,
+        event.class_uid,
+        ics.function_code,
+        ics.function_name,
+        ics.operation,
+        ics.subfunction,
+        ics.is_request,
+        ics.is_exception,
+        bool(event.cti_matches),
+    )
+
+
+def _fact_holds(op: str, actual: Any, value: Any) -> bool:
+    if op == "==":
+        return bool(actual == value)
+    if op == "!=":
+        return bool(actual != value)
+    if op == "in":
+        return actual in value
+    if op == "not in":
+        return actual not in value
+    if op == "is not null":
+        return actual is not None
+    return True  # orderings and the rest: not used to skip
 
 
 def _can_match(rule: _Rule, kind: _EventKind) -> bool:
     """Whether the rule's top-level facts allow an event of this kind (False: skip it)."""
-    protocol, class_uid, has_cti = kind
+    values = dict(zip(_KIND_FIELDS, kind, strict=False))
+    has_cti = kind[-1]
     for op, field, value in condition_facts(rule.matches):
-        if field == "ics.protocol" and op == "==" and protocol != value:
+        if field == "ics" and op == "is not null" and values["ics.protocol"] is None:
             return False
-        if field in ("ics.protocol", "ics") and op == "is not null" and protocol is None:
-            return False
-        if field == "class_uid" and op == "==" and class_uid != value:
+        if field in values and not _fact_holds(op, values[field], value):
             return False
         if not has_cti and _needs_cti(op, field, value):
             return False
@@ -296,10 +339,11 @@ def _needs_cti(op: str, field: str, value: Any) -> bool:
 class RuleSet:
     """The compiled rules, split into single-event and threshold rules.
 
-    Most rules name the protocol they are about (``ics.protocol == "dnp3" and ...``),
-    the event class, or need CTI matches. `evaluate` only runs the rules whose
-    top-level facts an event of its kind can satisfy; the list per kind (protocol,
-    class, CTI matches or not) is worked out once and cached.
+    Most rules name the protocol and function they are about (``ics.protocol ==
+    "dnp3" and ics.function_name in [...]``), the event class, or need CTI matches.
+    `evaluate` only runs the rules whose top-level facts an event of its kind can
+    satisfy; the list per kind (`_KIND_FIELDS` and CTI matches or not) is worked
+    out once and cached: a few hundred kinds in practice.
     """
 
     def __init__(self, specs: Iterable[RuleSpec]) -> None:
@@ -310,14 +354,15 @@ class RuleSet:
         self._candidates: dict[_EventKind, tuple[list[_Rule], list[_Rule]]] = {}
 
     def _rules_for(self, event: NormalizedEvent) -> tuple[list[_Rule], list[_Rule]]:
-        ics = event.ics
-        kind = (None if ics is None else ics.protocol, event.class_uid, bool(event.cti_matches))
+        kind = _kind_of(event)
         found = self._candidates.get(kind)
         if found is None:
             found = (
                 [rule for rule in self.single if _can_match(rule, kind)],
                 [rule for rule in self.windowed if _can_match(rule, kind)],
             )
+            if len(self._candidates) >= _MAX_KINDS:  # odd data: many unknown function codes
+                self._candidates.clear()
             self._candidates[kind] = found
         return found
 

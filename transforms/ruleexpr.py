@@ -351,6 +351,9 @@ class _Parser:
                 raise self.fail("'in' after 'not'")
         if self.take("keyword", "in"):
             values = frozenset(self.literal_list())
+            fact = None
+            if field is not None and field[0] == "name":
+                fact = ("not in" if negate else "in", field[1], values)
 
             def member(e: Any) -> bool:
                 try:
@@ -359,7 +362,13 @@ class _Parser:
                     return False
 
             if negate:
-                return lambda e: not member(e)
+
+                def not_member(e: Any) -> bool:
+                    return not member(e)
+
+                not_member.fact = fact  # type: ignore[attr-defined]
+                return not_member
+            member.fact = fact  # type: ignore[attr-defined]
             return member
         if self.take("keyword", "is"):
             is_not = self.take("keyword", "not")
@@ -434,8 +443,9 @@ class _Parser:
 def condition_facts(condition: Condition) -> list[tuple[str, str, Any]]:
     """What every event the condition accepts must satisfy, as far as it is simple to tell:
     ``(op, field, value)`` for the top-level ``and`` terms that compare a field with a value
-    (``("==", "ics.protocol", "modbus")``, ``("is not null", "ics.protocol", None)``,
-    ``("contains", "cti.fields", "dst.ip")``). Used to skip rules that cannot match."""
+    (``("==", "ics.protocol", "modbus")``, ``("in", "ics.function_code", frozenset(...))``,
+    ``("is not null", "ics.protocol", None)``, ``("contains", "cti.fields", "dst.ip")``).
+    Used to skip rules that cannot match."""
     facts = getattr(condition, "facts", None)
     if facts is not None:
         return list(facts)
