@@ -191,7 +191,9 @@ def _parser() -> argparse.ArgumentParser:
     assets = commands.add_parser("assets", help="the asset inventory", allow_abbrev=False)
     assets_commands = assets.add_subparsers(dest="assets_command", metavar="ACTION", required=True)
     assets_import = assets_commands.add_parser(
-        "import", help="load an inventory file (CSV or JSON) into PostgreSQL assets"
+        "import",
+        help="load an inventory file (CSV or JSON) into PostgreSQL assets",
+        allow_abbrev=False,
     )
     assets_import.add_argument("file", metavar="FILE")
     assets_import.add_argument(
@@ -363,7 +365,12 @@ def print_summary(summary: RunSummary, stream: Any = None) -> None:
         )
         + f"  stored in PostgreSQL {summary.dead_letters_stored:>9,}\n"
         + f"alerts            {summary.alerts:>12,}\n"
-        f"conservation      {verdict}\n"
+        + (
+            f"  refused by PostgreSQL {summary.alerts_dead_lettered:>8,} (dead letters)\n"
+            if summary.alerts_dead_lettered
+            else ""
+        )
+        + f"conservation      {verdict}\n"
     )
     out.write("stage                 in          out  dead letters\n")
     for name, stage in summary.stages.items():

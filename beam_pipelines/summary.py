@@ -44,6 +44,9 @@ class RunSummary(msgspec.Struct, kw_only=True):
     alerts: int
     stages: dict[str, StageSummary]
     conservation_ok: bool
+    # Alerts PostgreSQL refused after retries: dead letters of stage "alerts" (not input
+    # records, so outside the conservation equation), stored like the others for replay.
+    alerts_dead_lettered: int = 0
     dead_letters_stored: int = 0
     dead_letters_in_fallback_files: int = 0
     files: int = 0
@@ -96,6 +99,9 @@ def summarize(counters: Mapping[str, int], seconds: float = 0.0) -> RunSummary:
         alerts=counters.get("detect.alerts", 0),
         stages=stages,
         conservation_ok=input_records == stored + duplicates + total_dead,
+        alerts_dead_lettered=sum(
+            value for name, value in counters.items() if name.startswith("alerts.dead_letter.")
+        ),
         dead_letters_stored=counters.get("dead_letters.out", 0),
         dead_letters_in_fallback_files=counters.get("dead_letters.fallback", 0),
         files=counters.get("read.files", 0),

@@ -256,6 +256,11 @@ def write_snapshot(
             pq.write_table(table, sink, compression="zstd")
             sink.flush()
             os.fsync(sink.fileno())
+        # mkstemp makes the file private (0600); event jobs often run as another user and
+        # read the directory from a shared volume: readable by all, as umask allows.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o644 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -401,10 +401,17 @@ class RuleSet:
         return event, alerts, hits
 
 
+def _worse(a: Severity, b: Severity) -> Severity:
+    return a if _SEVERITY_BASE[a] >= _SEVERITY_BASE[b] else b
+
+
 def merge_alerts(a: Alert, b: Alert) -> Alert:
-    """Two observations of one alert id as one: counts add, times widen, samples fill up."""
+    """Two observations of one alert id as one: counts add, times widen, samples fill up,
+    the severity and risk keep their maximum (``from_cti`` rules vary with confidence)."""
     return msgspec.structs.replace(
         a,
+        severity=_worse(a.severity, b.severity),
+        attack_techniques=tuple(dict.fromkeys(a.attack_techniques + b.attack_techniques)),
         event_count=a.event_count + b.event_count,
         first_seen=min(a.first_seen, b.first_seen),
         last_seen=max(a.last_seen, b.last_seen),
@@ -542,6 +549,8 @@ class _WindowedThresholds(beam.PTransform):  # type: ignore[misc]
             | "Window" >> beam.WindowInto(window.SlidingWindows(self._seconds, period))
             | "Count" >> beam.CombinePerKey(_ThresholdCombineFn())
             | "Alert" >> beam.FlatMap(_threshold_alert, self._specs)
+            # Rules of other window lengths are flattened with these: one windowing for all.
+            | "Unwindow" >> beam.WindowInto(window.GlobalWindows())
         )
 
 

@@ -191,10 +191,18 @@ _ALERT_COLUMNS = (
     "last_seen",
     "sample_event_ids",
 )
+_SEVERITY_ORDER = "ARRAY['info', 'low', 'medium', 'high', 'critical']"
 _MERGE_ALERTS = f"""
 INSERT INTO alerts ({", ".join(_ALERT_COLUMNS)})
 SELECT {", ".join(_ALERT_COLUMNS)} FROM incoming_alerts
 ON CONFLICT (alert_id) DO UPDATE SET
+    title = EXCLUDED.title,
+    description = EXCLUDED.description,
+    attack_techniques = ARRAY(SELECT DISTINCT t FROM unnest(
+        alerts.attack_techniques || EXCLUDED.attack_techniques) t ORDER BY t),
+    severity = CASE WHEN array_position({_SEVERITY_ORDER}, EXCLUDED.severity)
+        > array_position({_SEVERITY_ORDER}, alerts.severity)
+        THEN EXCLUDED.severity ELSE alerts.severity END,
     event_count = alerts.event_count + EXCLUDED.event_count,
     first_seen = LEAST(alerts.first_seen, EXCLUDED.first_seen),
     last_seen = GREATEST(alerts.last_seen, EXCLUDED.last_seen),
@@ -227,8 +235,9 @@ def _merge_batch(alerts: Sequence[Alert]) -> list[Alert]:
 def upsert_alerts(connection: Any, alerts: Sequence[Alert]) -> None:
     """Merge ``alerts`` into ``alerts`` in one transaction: COPY, then one upsert.
 
-    ``event_count`` adds up, ``first_seen``/``last_seen`` widen, the risk score keeps
-    its maximum; the analyst's ``status`` is never overwritten.
+    ``event_count`` adds up, ``first_seen``/``last_seen`` widen, the risk score and the
+    severity keep their maximum, techniques accumulate, title and description follow
+    the rule as it is now; the analyst's ``status`` is never overwritten.
     """
     alerts = _merge_batch(alerts)
     with connection.transaction():
