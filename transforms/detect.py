@@ -54,6 +54,7 @@ from schemas.alert import Alert
 from schemas.errors import ValidationError
 from schemas.event import NormalizedEvent
 from transforms._stage import DEAD_LETTERS, MAIN, StageCounters, event_origin
+from transforms.coders import MsgspecCoder
 from transforms.durations import parse_duration
 from transforms.ruleexpr import compile_condition, condition_facts, field_getter
 
@@ -336,6 +337,13 @@ def _needs_cti(op: str, field: str, value: Any) -> bool:
     return False
 
 
+class ThresholdHitCoder(MsgspecCoder):
+    record_type = ThresholdHit
+
+
+beam.coders.registry.register_coder(ThresholdHit, ThresholdHitCoder)
+
+
 class RuleSet:
     """The compiled rules, split into single-event and threshold rules.
 
@@ -597,7 +605,7 @@ class AggregateAlerts(beam.PTransform):  # type: ignore[misc]
         merge = self._merge
         return (
             alerts
-            | "KeyByAlertId" >> beam.Map(_by_alert_id)
+            | "KeyByAlertId" >> beam.Map(_by_alert_id).with_output_types(tuple[str, Alert])
             | "AlertBucket" >> beam.WindowInto(window.FixedWindows(ALERT_BUCKET_SECONDS))
             | "Merge" >> beam.CombinePerKey(lambda batch: _combine_alerts(batch, merge))  # type: ignore[arg-type]
             | "Values" >> beam.Values()
@@ -634,7 +642,9 @@ class DetectAndScore(beam.PTransform):  # type: ignore[misc]
         )
         specs = {spec.id: spec for spec in self._rules}
         windowed = [spec for spec in self._rules if spec.threshold is not None]
-        hits = detected[THRESHOLD_HITS] | "HitTimestamps" >> beam.Map(_timestamped)
+        hits = detected[THRESHOLD_HITS] | "HitTimestamps" >> beam.Map(
+            _timestamped
+        ).with_output_types(tuple[tuple[str, ...], ThresholdHit])
         threshold_alerts = []
         for seconds in sorted({spec.threshold.seconds for spec in windowed if spec.threshold}):
             rules = {

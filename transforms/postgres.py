@@ -214,21 +214,14 @@ _SAMPLES = 10
 
 
 def _merge_batch(alerts: Sequence[Alert]) -> list[Alert]:
-    # PostgreSQL refuses to update one row twice in a statement: sum repeats first.
+    # PostgreSQL refuses to update one row twice in a statement: merge repeats first, the
+    # way the pipeline does (`transforms.detect.merge_alerts`).
+    from transforms.detect import merge_alerts
+
     merged: dict[str, Alert] = {}
     for alert in alerts:
         seen = merged.get(alert.alert_id)
-        if seen is None:
-            merged[alert.alert_id] = alert
-            continue
-        merged[alert.alert_id] = msgspec.structs.replace(
-            seen,
-            event_count=seen.event_count + alert.event_count,
-            first_seen=min(seen.first_seen, alert.first_seen),
-            last_seen=max(seen.last_seen, alert.last_seen),
-            risk_score=max(seen.risk_score, alert.risk_score),
-            sample_event_ids=(seen.sample_event_ids + alert.sample_event_ids)[:_SAMPLES],
-        )
+        merged[alert.alert_id] = alert if seen is None else merge_alerts(seen, alert)
     return list(merged.values())
 
 
