@@ -181,32 +181,33 @@ def merge_store(connection: Any, now: datetime) -> StoreCounts:
 
 
 def current_table(connection: Any, now: datetime) -> pa.Table:
-    """The indicators valid at ``now`` (not revoked, not expired) as a snapshot table."""
-    columns: dict[str, list[Any]] = {field.name: [] for field in SNAPSHOT_SCHEMA}
-    with connection.cursor(name="otsec_snapshot") as cursor:
-        cursor.itersize = 50_000
+    """The indicators valid at ``now`` (not revoked, not expired) as a snapshot table.
+
+    Read in binary, in chunks, with the sources already split into arrays by the
+    server: a million rows in seconds (parsing ``jsonb`` row by row took minutes).
+    """
+    names = SNAPSHOT_SCHEMA.names
+    columns: list[list[Any]] = [[] for _ in names]
+    with connection.cursor(binary=True) as cursor:
         cursor.execute(
             "SELECT indicator_type, value, confidence, tlp, valid_from, valid_until, revoked, "
-            "sources, tags, techniques FROM cti_indicators "
+            "ARRAY(SELECT s->>'feed' FROM jsonb_array_elements(sources) s), "
+            "ARRAY(SELECT s->>'reference' FROM jsonb_array_elements(sources) s), "
+            "tags, techniques FROM cti_indicators "
             "WHERE NOT revoked AND (valid_until IS NULL OR valid_until > %(now)s) "
             "ORDER BY indicator_type, value",
             {"now": now},
         )
-        append = [columns[name].append for name in SNAPSHOT_SCHEMA.names]
-        by_name = dict(zip(SNAPSHOT_SCHEMA.names, append, strict=True))
-        for kind, value, confidence, tlp, start, end, revoked, sources, tags, techs in cursor:
-            by_name["type"](kind)
-            by_name["value"](value)
-            by_name["confidence"](confidence)
-            by_name["tlp"](tlp)
-            by_name["valid_from"](start)
-            by_name["valid_until"](end)
-            by_name["revoked"](revoked)
-            by_name["sources"]([s["feed"] for s in sources])
-            by_name["references"]([s.get("reference") for s in sources])
-            by_name["tags"](tags)
-            by_name["techniques"](techs)
-    return pa.Table.from_pydict(columns, schema=SNAPSHOT_SCHEMA)
+        while rows := cursor.fetchmany(100_000):
+            for column, values in zip(columns, zip(*rows, strict=True), strict=True):
+                column.extend(values)
+    return pa.Table.from_arrays(
+        [
+            pa.array(column, type=field.type)
+            for column, field in zip(columns, SNAPSHOT_SCHEMA, strict=True)
+        ],
+        schema=SNAPSHOT_SCHEMA,
+    )
 
 
 def record_outcomes(

@@ -42,12 +42,15 @@ def guess_type(value: str) -> IndicatorType:
     text = value.strip()
     if "://" in text:
         return IndicatorType.URL
-    try:
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        pass
-    else:
-        return IndicatorType.IPV4  # canonical_value takes family and prefix from the value
+    # Addresses start with a digit (IPv4) or hold a colon (IPv6): only those are tried,
+    # since a failed parse costs an exception and most list values are domains or hashes.
+    if text[:1].isdigit() or ":" in text:
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            pass
+        else:
+            return IndicatorType.IPV4  # canonical_value takes family and prefix from the value
     if _CVE.fullmatch(text):
         return IndicatorType.CVE
     if _HEX.fullmatch(text) and len(text) in _HASH_BY_LENGTH:
