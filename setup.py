@@ -48,6 +48,9 @@ setup(
             "hypothesis>=6.100,<7",
             "ruff>=0.6,<1",
             "mypy>=1.10,<3",
+            # The Kinesis endpoint of the tests (moto_server); the fixture patches moto's
+            # Kinesis internals to behave as AWS does on resharding: keep below 6.
+            "moto[server]>=5.1,<6",
         ],
     },
     entry_points={"console_scripts": ["otsec=beam_pipelines.cli:main"]},
