@@ -155,11 +155,13 @@ SELECT indicator_type, value,
     CASE WHEN bool_or(valid_until IS NULL) THEN NULL ELSE max(valid_until) END,
     bool_and(revoked),
     jsonb_agg(jsonb_build_object('feed', feed, 'reference', reference) ORDER BY feed),
-    ARRAY(SELECT DISTINCT t FROM unnest(string_to_array(
-        string_agg(array_to_string(tags, chr(31)), chr(31)), chr(31))) t WHERE t <> '' ORDER BY t),
-    ARRAY(SELECT DISTINCT t FROM unnest(string_to_array(
-        string_agg(array_to_string(techniques, chr(31)), chr(31)), chr(31))) t
-        WHERE t <> '' ORDER BY t),
+    -- One source (the common case): its arrays as they are; several: the sorted union.
+    CASE WHEN count(*) = 1 THEN min(tags) ELSE ARRAY(SELECT DISTINCT t FROM unnest(
+        string_to_array(string_agg(array_to_string(tags, chr(31)), chr(31)), chr(31))) t
+        WHERE t <> '' ORDER BY t) END,
+    CASE WHEN count(*) = 1 THEN min(techniques) ELSE ARRAY(SELECT DISTINCT t FROM unnest(
+        string_to_array(string_agg(array_to_string(techniques, chr(31)), chr(31)), chr(31))) t
+        WHERE t <> '' ORDER BY t) END,
     %(now)s, %(now)s
 FROM cti_feed_indicators
 GROUP BY indicator_type, value

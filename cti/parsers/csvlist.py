@@ -24,6 +24,7 @@ from schemas.records import SourcePosition
 __all__ = ["guess_type", "parse_csv"]
 
 _HEX = re.compile(r"[0-9A-Fa-f]+")
+_DOTTED_QUAD = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 _CVE = re.compile(r"CVE-\d{4}-\d{4,}", re.IGNORECASE)
 _HASH_BY_LENGTH = {32: IndicatorType.MD5, 40: IndicatorType.SHA1, 64: IndicatorType.SHA256}
 # What lists write in an empty tag field (URLhaus writes "None").
@@ -45,6 +46,8 @@ def guess_type(value: str) -> IndicatorType:
     # Addresses start with a digit (IPv4) or hold a colon (IPv6): only those are tried,
     # since a failed parse costs an exception and most list values are domains or hashes.
     if text[:1].isdigit() or ":" in text:
+        if _DOTTED_QUAD.fullmatch(text):
+            return IndicatorType.IPV4  # canonical_value checks the octets
         try:
             ipaddress.ip_network(text, strict=False)
         except ValueError:
