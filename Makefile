@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-$(shell cat setup.py | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-unit test-integration test-e2e lint bench schemas clean
+.PHONY: demo test test-unit test-integration test-e2e lint bench schemas clean flink-cache
 
 $(INSTALLED): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,18 @@ $(INSTALLED): setup.py
 demo: $(INSTALLED)
 	$(VENV)/bin/otsec demo
 
-test: $(INSTALLED) lint
+# The Flink distribution and the job server's jars, cached outside the repository
+# (~/.cache/otsec/flink): downloaded once, reused by every later run.
+flink-cache: $(INSTALLED)
+	$(VENV)/bin/otsec flink fetch
+
+test: $(INSTALLED) lint flink-cache
 	$(PY) -m pytest -q
 
 test-unit: $(INSTALLED)
 	$(PY) -m pytest -q tests/unit
 
-test-integration: $(INSTALLED)
+test-integration: $(INSTALLED) flink-cache
 	$(PY) -m pytest -q -m integration
 
 test-e2e: $(INSTALLED)

@@ -20,6 +20,7 @@ setup(
         **{package: ["py.typed"] for package in PACKAGES},
         "schemas": ["py.typed", "json/*.json", "migrations/*/*.sql"],
         "transforms": ["py.typed", "rules/*.yaml"],
+        "runners": ["py.typed", "flink_job_server.pom.xml"],
     },
     install_requires=[
         # One Beam version everywhere: 2.62.0 is the newest release whose Flink 1.19 runner,

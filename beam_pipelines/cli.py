@@ -272,6 +272,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     export = schema_commands.add_parser("export", help="write the JSON Schemas into DIR")
     export.add_argument("directory", metavar="DIR")
+    _add_flink_commands(commands)
     return parser
 
 
@@ -744,6 +745,180 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- otsec flink: the local Flink cluster (runners/flink.py) and jobs on it ------------------
+
+
+def _add_flink_commands(commands: Any) -> Any:
+    """``otsec flink cluster start|stop|status`` and ``otsec flink cancel``; returns the
+    ``flink`` subcommands, where more (``submit``) are added."""
+    flink = commands.add_parser(
+        "flink", help="the local Flink cluster and the jobs on it", allow_abbrev=False
+    )
+    flink_commands = flink.add_subparsers(dest="flink_command", metavar="ACTION", required=True)
+
+    def where(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--cache-dir",
+            help="Flink distribution, job-server jars and the run directory "
+            "(default $OTSEC_CACHE/flink, else ~/.cache/otsec/flink)",
+        )
+        parser.add_argument(
+            "--run-dir",
+            help="configuration, pid files and logs of the running cluster (default CACHE_DIR/run)",
+        )
+
+    cluster = flink_commands.add_parser(
+        "cluster", help="start, stop or inspect the local Flink cluster", allow_abbrev=False
+    )
+    cluster_commands = cluster.add_subparsers(
+        dest="cluster_command", metavar="ACTION", required=True
+    )
+    start = cluster_commands.add_parser(
+        "start",
+        help="start Flink, Beam's job server and an SDK worker pool on 127.0.0.1 "
+        "(the first time downloads Flink and the job server: a few minutes); options not "
+        "given keep the values of a cluster that runs, else the defaults",
+        allow_abbrev=False,
+    )
+    where(start)
+    start.add_argument(
+        "--flink-job-server-jar",
+        metavar="PATH",
+        help="Beam Flink job-server jar, or a directory of jars, used instead of Maven",
+    )
+    start.add_argument("--slots", type=_positive_int, help="task slots (default 4)")
+    start.add_argument(
+        "--taskmanager-memory",
+        metavar="SIZE",
+        help="TaskManager process memory (default 3072m)",
+    )
+    start.add_argument(
+        "--rest-port", type=_positive_int, help="dashboard and REST API (default 8081)"
+    )
+    start.add_argument("--job-port", type=_positive_int, help="Beam job endpoint (default 8099)")
+    start.add_argument(
+        "--worker-pool-port", type=_positive_int, help="Beam SDK worker pool (default 50000)"
+    )
+    start.add_argument(
+        "--no-worker-pool",
+        action="store_true",
+        help="no SDK worker pool (jobs then need --environment_type=LOOPBACK)",
+    )
+    start.add_argument(
+        "--kinesis-io",
+        action="store_true",
+        help="put Beam's Java Kinesis IO on the job server (cross-language ReadDataFromKinesis)",
+    )
+    stop = cluster_commands.add_parser(
+        "stop", help="stop the worker pool, the job server and Flink", allow_abbrev=False
+    )
+    where(stop)
+    status = cluster_commands.add_parser(
+        "status",
+        help="what runs, free slots, jobs (exit 0 when all runs, 3 when not)",
+        allow_abbrev=False,
+    )
+    where(status)
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+
+    fetch = flink_commands.add_parser(
+        "fetch",
+        help="download Flink and resolve the job server into the cache, start nothing "
+        "(what `cluster start` does first: for CI and offline preparation)",
+        allow_abbrev=False,
+    )
+    fetch.add_argument("--cache-dir", help="default $OTSEC_CACHE/flink, else ~/.cache/otsec/flink")
+    fetch.add_argument(
+        "--kinesis-io", action="store_true", help="also Beam's Java Kinesis IO for the job server"
+    )
+
+    cancel = flink_commands.add_parser(
+        "cancel", help="cancel a job on the local Flink cluster", allow_abbrev=False
+    )
+    cancel.add_argument("job", metavar="JOB_ID", help="Flink job id, or the name of a running job")
+    cancel.add_argument(
+        "--savepoint",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="stop with a savepoint instead (default dir: RUN_DIR/savepoints); resume with "
+        "--savepoint_path",
+    )
+    where(cancel)
+    return flink_commands
+
+
+def _flink(args: argparse.Namespace) -> int:
+    import json
+
+    from runners.flink import (
+        FlinkError,
+        FlinkSetup,
+        cancel_job,
+        check_java,
+        ensure_flink_distribution,
+        ensure_job_server_classpath,
+        local_flink_status,
+        start_local_flink,
+        stop_job_with_savepoint,
+        stop_local_flink,
+    )
+
+    try:
+        if args.flink_command == "fetch":
+            setup = FlinkSetup.resolve(args.cache_dir, kinesis_io=args.kinesis_io)
+            java = check_java()
+            print(f"Flink {setup.flink_version}: {ensure_flink_distribution(setup)}")
+            print(f"job server classpath: {ensure_job_server_classpath(setup)[0]}")
+            print(f"java: {java}")
+            return 0
+        current = FlinkSetup.current(args.cache_dir, args.run_dir)
+        if args.flink_command == "cancel":
+            if args.savepoint is not None:
+                location = stop_job_with_savepoint(current, args.job, args.savepoint or None)
+                print(f"job {args.job} stopped with a savepoint: {location}")
+            else:
+                job = cancel_job(current, args.job)
+                print(f"job {job.job_id} ({job.name}): {job.state}")
+            return 0
+        # Actions added later (`otsec flink submit`) branch off here.
+        if args.flink_command != "cluster":
+            raise ConfigError(f"unknown flink action {args.flink_command}")
+        if args.cluster_command == "start":
+            given = {
+                "rest_port": args.rest_port,
+                "job_port": args.job_port,
+                "worker_pool_port": args.worker_pool_port,
+                "task_slots": args.slots,
+                "taskmanager_memory": args.taskmanager_memory,
+                "job_server_jar": args.flink_job_server_jar,
+                "kinesis_io": args.kinesis_io or None,
+                "worker_pool": False if args.no_worker_pool else None,
+            }
+            setup = FlinkSetup.for_start(
+                args.cache_dir,
+                args.run_dir,
+                **{name: value for name, value in given.items() if value is not None},
+            )
+            state = start_local_flink(setup)
+            print(f"Flink dashboard: {setup.dashboard_url}")
+            print(f"job endpoint: {setup.job_endpoint}")
+            if state.worker_pool is not None:
+                print(f"SDK worker pool: {state.worker_pool.endpoint}")
+            print(f"logs: {setup.run_dir}")
+            return 0
+        if args.cluster_command == "stop":
+            stopped = stop_local_flink(current)
+            print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+            return 0
+        state = local_flink_status(current)
+    except FlinkError as error:
+        raise ConfigError(str(error)) from None
+    print(json.dumps(state.to_dict(), indent=1) if args.json else state.describe())
+    # Like `systemctl status`: 3 tells scripts that the cluster is not (all) running.
+    return 0 if state.running else 3
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -763,6 +938,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "assets": lambda: _assets(args),
             "cti": lambda: _cti(args),
             "schema": lambda: _schema(args),
+            "flink": lambda: _flink(args),
         }[args.command]
         return handler()
     except ConfigError as error:
