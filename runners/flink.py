@@ -20,6 +20,7 @@ Pipelines reach the job server with `flink_pipeline_args`, or with
 
 from __future__ import annotations
 
+import abc
 import argparse
 import contextlib
 import dataclasses
@@ -1104,7 +1105,7 @@ class ProcessStatus:
         return dataclasses.asdict(self)
 
 
-class _Daemon:
+class _Daemon(abc.ABC):
     """A background process with a pid file and a log in the run directory."""
 
     name = ""
@@ -1117,11 +1118,13 @@ class _Daemon:
         self.log = os.path.join(setup.run_dir, f"{self.slug}.log")
 
     @property
+    @abc.abstractmethod
     def port(self) -> int:
-        raise NotImplementedError
+        """The port the process serves on."""
 
+    @abc.abstractmethod
     def command(self) -> list[str]:
-        raise NotImplementedError
+        """The command line that starts the process."""
 
     def _pid(self) -> int | None:
         pid = _read_pid(self.pid_file)
