@@ -144,8 +144,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--runner",
         default="DirectRunner",
-        choices=("DirectRunner",),
-        help="Beam runner (DirectRunner)",
+        choices=("DirectRunner", "FlinkRunner"),
+        help="DirectRunner (in this process), or FlinkRunner: the local Flink of "
+        "`otsec flink cluster start` (the Python code runs in this process, LOOPBACK)",
+    )
+    run.add_argument(
+        "--flink-run-dir",
+        metavar="DIR",
+        help="FlinkRunner: the run directory of the cluster (default: the one "
+        "`otsec flink cluster start` uses)",
     )
     run.add_argument(
         "--max-record-bytes",
@@ -158,6 +165,22 @@ def _parser() -> argparse.ArgumentParser:
         choices=("auto", "always", "never"),
         default="auto",
         help="progress line on standard error (auto: when it is a terminal)",
+    )
+
+    publish = commands.add_parser(
+        "publish",
+        help="put sensor files into a Kinesis stream, a batch of lines per record",
+        allow_abbrev=False,
+    )
+    publish.add_argument(
+        "--to", required=True, metavar="URI", help="kinesis://STREAM?region=R&endpoint=URL"
+    )
+    publish.add_argument("input", nargs="+", metavar="PATH", help="files, directories or globs")
+    publish.add_argument(
+        "--lines-per-record",
+        type=_positive_int,
+        default=100,
+        help="data lines per Kinesis record (default 100)",
     )
 
     cti = commands.add_parser("cti", help="threat intelligence feeds", allow_abbrev=False)
@@ -400,7 +423,6 @@ def _run(args: argparse.Namespace, beam_args: list[str], *, report: bool = False
 
     from beam_pipelines.event_pipeline import RunConfig, run
     from beam_pipelines.stores import StoreSettings, StoreUnavailable, open_stores
-    from runners.direct import with_direct_defaults
 
     data_dir = _data_dir(args.data_dir)
     if any("multi_processing" in arg for arg in beam_args) and not (
@@ -439,7 +461,7 @@ def _run(args: argparse.Namespace, beam_args: list[str], *, report: bool = False
                     _clear_outputs(directory, prefix)
             show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
             with _ProgressLine(show, len(files)):
-                summary = run(config, with_direct_defaults([f"--runner={args.runner}", *beam_args]))
+                summary = run(config, _runner_args(args, beam_args))
             stored = store_report(stores) if report else None
     except StoreUnavailable as error:
         raise ConfigError(str(error)) from None
@@ -458,6 +480,23 @@ def _run(args: argparse.Namespace, beam_args: list[str], *, report: bool = False
     if stored:
         print(stored)
     return 0
+
+
+def _runner_args(args: argparse.Namespace, beam_args: list[str]) -> list[str]:
+    """Pipeline options for ``--runner``: DirectRunner's defaults, or the local Flink's."""
+    if args.runner == "DirectRunner":
+        from runners.direct import with_direct_defaults
+
+        return with_direct_defaults(["--runner=DirectRunner", *beam_args])
+    from runners.flink import FlinkError, FlinkSetup, local_pipeline_args
+
+    try:
+        setup = FlinkSetup.current(run_dir=args.flink_run_dir)
+        flink_args = local_pipeline_args(setup, environment="loopback", job_name="otsec-run")
+    except FlinkError as error:
+        raise ConfigError(str(error)) from None
+    print(f"running on Flink: {setup.dashboard_url}", file=sys.stderr)
+    return [*flink_args, *beam_args]
 
 
 def _rules_and_snapshot(args: argparse.Namespace, data_dir: str) -> tuple[Any, Any]:
@@ -845,6 +884,91 @@ def _add_flink_commands(commands: Any) -> Any:
         "--savepoint_path",
     )
     where(cancel)
+
+    submit = flink_commands.add_parser(
+        "submit",
+        help="submit the streaming event job (Kinesis through the eight stages into the "
+        "stores) to the local Flink; prints the job id and the dashboard URL",
+        allow_abbrev=False,
+    )
+    submit.add_argument(
+        "--input",
+        required=True,
+        metavar="URI",
+        help="kinesis://STREAM?region=R&endpoint=URL&start=trim_horizon|latest|at_timestamp",
+    )
+    submit.add_argument("--data-dir", help="working directory (default $OTSEC_HOME or ./.otsec)")
+    _store_arguments(submit)
+    submit.add_argument(
+        "--assets",
+        metavar="FILE_OR_DSN",
+        help="asset inventory re-read every --refresh-every: a CSV/JSON file or a "
+        "postgresql:// DSN (default: the assets table of --postgres-dsn)",
+    )
+    submit.add_argument(
+        "--cti-snapshot",
+        metavar="DIR",
+        help="snapshot directory `otsec cti refresh` writes to, re-read every "
+        "--refresh-every (default DATA_DIR/cti/snapshots)",
+    )
+    submit.add_argument(
+        "--rules",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory (or file) of YAML detection rules added to the built-in ones",
+    )
+    submit.add_argument(
+        "--refresh-every", default="1m", metavar="DURATION", help="side inputs (default 1m)"
+    )
+    submit.add_argument(
+        "--dedupe-ttl", default="10m", metavar="DURATION", help="event id memory (default 10m)"
+    )
+    submit.add_argument(
+        "--alert-delay",
+        default="5s",
+        metavar="DURATION",
+        help="alerts leave stage 7 this often (default 5s)",
+    )
+    submit.add_argument(
+        "--bundle-size",
+        type=_positive_int,
+        default=1000,
+        help="elements per bundle; sinks flush at every bundle end (default 1000)",
+    )
+    submit.add_argument(
+        "--bundle-time",
+        default="1s",
+        metavar="DURATION",
+        help="longest bundle; bounds how long sinks buffer (default 1s)",
+    )
+    submit.add_argument(
+        "--max-record-bytes",
+        type=_positive_int,
+        default=1 << 20,
+        help="records larger than this are dead letters (default 1 MiB)",
+    )
+    submit.add_argument("--job-name", default="otsec-events", help="(default otsec-events)")
+    submit.add_argument("--parallelism", type=_positive_int, help="(default: the cluster's)")
+    submit.add_argument(
+        "--checkpoint-interval",
+        default="10s",
+        metavar="DURATION",
+        help="Flink checkpoints (default 10s; 0 turns them and savepoints off)",
+    )
+    submit.add_argument(
+        "--from-savepoint",
+        metavar="PATH",
+        help="resume from this savepoint (what `otsec flink cancel --savepoint` printed)",
+    )
+    submit.add_argument(
+        "--environment",
+        choices=("external", "loopback"),
+        default="external",
+        help="where the Python code runs: the SDK worker pool (external, detached), or "
+        "this process (loopback: the command then waits until the job ends)",
+    )
+    where(submit)
     return flink_commands
 
 
@@ -881,7 +1005,8 @@ def _flink(args: argparse.Namespace) -> int:
                 job = cancel_job(current, args.job)
                 print(f"job {job.job_id} ({job.name}): {job.state}")
             return 0
-        # Actions added later (`otsec flink submit`) branch off here.
+        if args.flink_command == "submit":
+            return _submit(args, current)
         if args.flink_command != "cluster":
             raise ConfigError(f"unknown flink action {args.flink_command}")
         if args.cluster_command == "start":
@@ -919,6 +1044,143 @@ def _flink(args: argparse.Namespace) -> int:
     return 0 if state.running else 3
 
 
+def _publish(args: argparse.Namespace) -> int:
+    from beam_pipelines.inputs import resolve_inputs
+    from beam_pipelines.publish import PublishReport, publish_files
+    from schemas.errors import OtsecError
+    from transforms.kinesis import KinesisReadConfig
+
+    try:
+        config = KinesisReadConfig.from_uri(args.to)
+        files = resolve_inputs(args.input)
+    except OtsecError as error:
+        raise ConfigError(error.message) from None
+
+    def progress(report: PublishReport) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{report.records:,} records, {report.lines:,} lines", end="", file=sys.stderr)
+
+    try:
+        report = publish_files(
+            files, config, lines_per_record=args.lines_per_record, progress=progress
+        )
+    except OtsecError as error:
+        raise ConfigError(error.message) from None
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(
+        f"published {report.lines:,} lines of {report.files} files as {report.records:,} "
+        f"records ({report.bytes / 1e6:.1f} MB) to {config.uri} in {report.seconds:.1f} s"
+        + (f"; {report.retried} records resent after throttling" if report.retried else "")
+    )
+    return 0
+
+
+def _seconds(text: str, option: str, *, zero: bool = False) -> float:
+    from schemas.errors import OtsecError
+    from transforms.durations import parse_duration
+
+    if zero and text.strip() == "0":
+        return 0.0
+    try:
+        return parse_duration(text, field=option)
+    except OtsecError as error:
+        raise ConfigError(f"{option}: {error.message}") from None
+
+
+def _submit(args: argparse.Namespace, setup: Any) -> int:
+    """``otsec flink submit``: check everything here, then hand the job to Flink."""
+    from beam_pipelines.stores import StoreSettings, StoreUnavailable, open_stores
+    from beam_pipelines.streaming import StreamConfig, streaming_args, submit
+    from runners.flink import local_pipeline_args
+    from schemas.errors import OtsecError
+    from transforms.kinesis import KinesisReadConfig
+    from transforms.side_inputs import latest_inventory
+
+    data_dir = _data_dir(args.data_dir)
+    try:
+        source = KinesisReadConfig.from_uri(args.input)
+    except OtsecError as error:
+        raise ConfigError(error.message) from None
+    if source.bounded:
+        print("the stream is read as a bounded input (max_records/stop_when_caught_up)")
+    settings = StoreSettings.resolve(data_dir, args.clickhouse_dsn, args.postgres_dsn)
+    if settings.postgres_dsn is None:
+        raise ConfigError(
+            "a streaming job needs a PostgreSQL server it can reach: --postgres-dsn or "
+            "OTSEC_POSTGRES_DSN (the embedded one lives only as long as a command)"
+        )
+    rules, _ = _rules_and_snapshot(
+        argparse.Namespace(rules=args.rules, cti_snapshot=None), data_dir
+    )
+    snapshot_dir = os.path.abspath(args.cti_snapshot or os.path.join(data_dir, "cti", "snapshots"))
+    os.makedirs(snapshot_dir, exist_ok=True)
+    assets_source = args.assets or settings.postgres_dsn
+    if not assets_source.startswith(("postgresql://", "postgres://")):
+        assets_source = os.path.abspath(assets_source)
+    try:
+        # Checked here, so a wrong path fails now and not silently on a worker.
+        latest_inventory(assets_source)
+    except FileNotFoundError:
+        raise ConfigError(f"asset inventory {args.assets} does not exist") from None
+    except OtsecError as error:
+        raise ConfigError(error.message) from None
+    except Exception as error:
+        raise ConfigError(f"asset inventory {args.assets or 'in PostgreSQL'}: {error}") from None
+    try:
+        with open_stores(settings) as stores:
+            config = StreamConfig(
+                source=source,
+                clickhouse=stores.clickhouse,
+                postgres=stores.postgres,
+                fallback_dir=os.path.join(data_dir, "dead_letters-fallback"),
+                assets_source=assets_source,
+                cti_snapshot_dir=snapshot_dir,
+                refresh_s=_seconds(args.refresh_every, "--refresh-every"),
+                rules=rules,
+                dedupe_ttl_s=_seconds(args.dedupe_ttl, "--dedupe-ttl"),
+                alert_delay_s=_seconds(args.alert_delay, "--alert-delay"),
+                max_record_bytes=args.max_record_bytes,
+                bundle_size=args.bundle_size,
+                bundle_ms=max(1, int(_seconds(args.bundle_time, "--bundle-time") * 1000)),
+            )
+    except StoreUnavailable as error:
+        raise ConfigError(str(error)) from None
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if config.clickhouse.embedded:
+        print(
+            f"events: embedded ClickHouse {config.clickhouse.where}: one worker process may "
+            "open it (parallelism 1 on one TaskManager); use a server for more",
+            file=sys.stderr,
+        )
+    flink_args = local_pipeline_args(
+        setup,
+        environment=args.environment,
+        streaming=True,
+        parallelism=args.parallelism,
+        job_name=args.job_name,
+        checkpointing_interval_ms=int(
+            _seconds(args.checkpoint_interval, "--checkpoint-interval", zero=True) * 1000
+        ),
+    )
+    if args.from_savepoint:
+        flink_args.append(f"--savepoint_path={args.from_savepoint}")
+    print(f"submitting {args.job_name} to {setup.job_endpoint} ...", file=sys.stderr)
+    job = submit(config, streaming_args(config, flink_args), setup=setup, job_name=args.job_name)
+    print(f"job {job.job_id} ({job.name}): RUNNING")
+    print(f"dashboard: {setup.dashboard_url}/#/job/running/{job.job_id}/overview")
+    print(f"stop it with: otsec flink cancel {job.job_id} [--savepoint]")
+    if args.environment == "loopback":
+        print("loopback: the job runs in this process; Ctrl-C cancels it", file=sys.stderr)
+        try:
+            job.result.wait_until_finish()
+        except KeyboardInterrupt:
+            job.result.cancel()
+            raise
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -939,6 +1201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cti": lambda: _cti(args),
             "schema": lambda: _schema(args),
             "flink": lambda: _flink(args),
+            "publish": lambda: _publish(args),
         }[args.command]
         return handler()
     except ConfigError as error:

@@ -33,11 +33,12 @@ from transforms.dedupe import Deduplicate
 from transforms.detect import ALERTS, DetectAndScore, RuleSpec, load_rules
 from transforms.normalize import Normalize
 from transforms.postgres import PostgresConfig, WriteAlertsToPostgres, WriteDeadLettersToPostgres
+from transforms.side_inputs import Polled
 from transforms.sinks import WriteEventsJsonl, WriteJsonLines, encode_json
 from transforms.sources import ReadSensorFiles
 from transforms.validate import Validate
 
-__all__ = ["EventStages", "RunConfig", "build", "run"]
+__all__ = ["EventStages", "RunConfig", "build", "run", "store"]
 
 _log = logging.getLogger("otsec.pipeline")
 
@@ -74,9 +75,9 @@ class RunConfig:
             raise ValueError("alerts need a store: PostgreSQL or an output directory")
 
 
-def _side_input(pipeline: beam.Pipeline, label: str, value: Any) -> beam.PCollection:
-    """A singleton side input from a value (batch) or a PCollection that updates (streaming)."""
-    if isinstance(value, beam.PCollection):
+def _side_input(pipeline: beam.Pipeline, label: str, value: Any) -> beam.PCollection | Polled:
+    """A singleton side input from a value (batch), or the `Polled` source (streaming)."""
+    if isinstance(value, Polled | beam.PCollection):
         return value
     return pipeline | label >> beam.Create([] if value is None else [value])
 
@@ -88,20 +89,23 @@ class EventStages(beam.PTransform):  # type: ignore[misc]
 
     Args:
         max_record_bytes: Decode's record size limit.
-        assets: The `AssetInventory` (or a PCollection of them) for stage 5; None: no inventory.
-        cti_snapshot: The `SnapshotRef` (or a PCollection of them) for stage 6; None: no CTI.
+        assets: The `AssetInventory` for stage 5, or a `Polled` one (streaming); None: none.
+        cti_snapshot: The `SnapshotRef` for stage 6, or a `Polled` one (streaming); None: no CTI.
         rules: Stage 7's rules; None: the built-in rules.
         dedupe_ttl_seconds: Stage 4's memory in streaming jobs; None: exact (batch).
+        alert_delay_seconds: Stage 7 in streaming jobs: alerts leave every so many
+            seconds; None: batch (one alert per hour bucket).
     """
 
     def __init__(
         self,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         *,
-        assets: AssetInventory | beam.PCollection | None = None,
+        assets: AssetInventory | Polled | None = None,
         cti_snapshot: Any = None,
         rules: Sequence[RuleSpec] | None = None,
         dedupe_ttl_seconds: float | None = None,
+        alert_delay_seconds: float | None = None,
     ) -> None:
         super().__init__()
         self._max_record_bytes = max_record_bytes
@@ -109,6 +113,7 @@ class EventStages(beam.PTransform):  # type: ignore[misc]
         self._cti_snapshot = cti_snapshot
         self._rules = tuple(rules) if rules is not None else load_rules()
         self._dedupe_ttl = dedupe_ttl_seconds
+        self._alert_delay = alert_delay_seconds
 
     def expand(
         self, lines: beam.PCollection
@@ -122,7 +127,9 @@ class EventStages(beam.PTransform):  # type: ignore[misc]
         unique = normalized.main | "Deduplicate" >> Deduplicate(self._dedupe_ttl)
         enriched = unique.main | "EnrichWithAssets" >> EnrichWithAssets(inventory)
         correlated = enriched.main | "CorrelateWithCti" >> CorrelateWithCti(snapshot)
-        detected = correlated.main | "DetectAndScore" >> DetectAndScore(self._rules)
+        detected = correlated.main | "DetectAndScore" >> DetectAndScore(
+            self._rules, alert_delay_s=self._alert_delay
+        )
         dead_letters = (
             decoded.dead_letters,
             validated.dead_letters,
@@ -144,27 +151,49 @@ def build(pipeline: beam.Pipeline, config: RunConfig) -> None:
         cti_snapshot=config.cti_snapshot,
         rules=config.rules,
     )
-    dead_letter_sources = [read.dead_letters, stage_dead_letters]
-    if config.clickhouse is not None:
-        loaded = events | "Load" >> WriteToClickHouse(config.clickhouse)
+    store(
+        events,
+        [read.dead_letters, stage_dead_letters],
+        alerts,
+        clickhouse=config.clickhouse,
+        postgres=config.postgres,
+        fallback_dir=config.fallback_dir,
+        output_dir=config.output_dir,
+        dead_letter_dir=config.dead_letter_dir,
+    )
+
+
+def store(
+    events: beam.PCollection,
+    dead_letter_sources: list[beam.PCollection],
+    alerts: beam.PCollection,
+    *,
+    clickhouse: ClickHouseConfig | None,
+    postgres: PostgresConfig | None,
+    fallback_dir: str | None,
+    output_dir: str | None = None,
+    dead_letter_dir: str | None = None,
+) -> None:
+    """Stage 8: events, alerts and the dead letters of every stage (and of the sinks) stored."""
+    dead_letter_sources = list(dead_letter_sources)
+    if clickhouse is not None:
+        loaded = events | "Load" >> WriteToClickHouse(clickhouse)
         dead_letter_sources.append(loaded.dead_letters)
-        if config.output_dir is not None:
-            events | "ExportEvents" >> WriteEventsJsonl(config.output_dir, stage="export")
+        if output_dir is not None:
+            events | "ExportEvents" >> WriteEventsJsonl(output_dir, stage="export")
     else:
-        assert config.output_dir is not None
-        events | "Load" >> WriteEventsJsonl(config.output_dir)
-    if config.postgres is not None:
-        dead_letter_sources.append(alerts | "StoreAlerts" >> WriteAlertsToPostgres(config.postgres))
-    if config.output_dir is not None:
-        alerts | "ExportAlerts" >> WriteJsonLines(config.output_dir, "alerts", encode_json)
+        assert output_dir is not None
+        events | "Load" >> WriteEventsJsonl(output_dir)
+    if postgres is not None:
+        dead_letter_sources.append(alerts | "StoreAlerts" >> WriteAlertsToPostgres(postgres))
+    if output_dir is not None:
+        alerts | "ExportAlerts" >> WriteJsonLines(output_dir, "alerts", encode_json)
     dead_letters = dead_letter_sources | "FlattenDeadLetters" >> beam.Flatten()
-    if config.postgres is not None:
-        assert config.fallback_dir is not None
-        dead_letters | "StoreDeadLetters" >> WriteDeadLettersToPostgres(
-            config.postgres, config.fallback_dir
-        )
-    if config.dead_letter_dir is not None:
-        dead_letters | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter_dir)
+    if postgres is not None:
+        assert fallback_dir is not None
+        dead_letters | "StoreDeadLetters" >> WriteDeadLettersToPostgres(postgres, fallback_dir)
+    if dead_letter_dir is not None:
+        dead_letters | "WriteDeadLetters" >> WriteDeadLetters(dead_letter_dir)
 
 
 def counters_of(result: beam.runners.runner.PipelineResult) -> dict[str, int]:

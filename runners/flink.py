@@ -101,6 +101,9 @@ JAVA_MODULE_OPTIONS = (
 )
 
 _HOST = "127.0.0.1"
+# The SDK harness's cache of state and side inputs (a side input is read once per
+# version, not once per bundle): what Beam's sdk_worker_main gives by default.
+_STATE_CACHE_BYTES = 100 << 20
 _MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 _POM_RESOURCE = "flink_job_server.pom.xml"
 _STATE_FILE = "cluster.json"
@@ -1259,14 +1262,57 @@ class SdkWorkerPool(_Daemon):
             "worker-pool",
             "--port",
             str(self.setup.worker_pool_port),
+            "--log-dir",
+            self.setup.log_dir,
         ]
 
 
-def _serve_worker_pool(port: int) -> None:
+def _worker_pool_servicer(log_dir: str) -> Any:
+    """Beam's worker pool servicer, starting one SDK harness process per worker.
+
+    Beam's own process mode runs ``python`` from ``PATH`` (not necessarily the
+    interpreter otsec is installed in) and pipes the harness's output into a pipe
+    nobody reads; this one runs ``sys.executable`` and appends the harness's output
+    to ``LOG_DIR/sdk-worker-<id>.log``. A job's state (open stores, caches, the
+    embedded ClickHouse engine's lock on its data path) ends with its harness.
+    """
+    from apache_beam.portability.api import beam_fn_api_pb2
+    from apache_beam.runners.worker.worker_pool_main import BeamFnExternalWorkerPoolServicer
+
+    class _ProcessPool(BeamFnExternalWorkerPoolServicer):  # type: ignore[misc]
+        def StartWorker(self, request: Any, context: Any) -> Any:  # the gRPC method name
+            code = (
+                "import logging, sys; "
+                "logging.basicConfig(level=logging.INFO, stream=sys.stderr, "
+                "format='%(asctime)s %(levelname)s %(name)s %(message)s'); "
+                "from apache_beam.runners.worker.sdk_worker import SdkHarness; "
+                f"SdkHarness({request.control_endpoint.url!r}, "
+                f"worker_id={request.worker_id!r}, state_cache_size={_STATE_CACHE_BYTES})"
+                ".run()"
+            )
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.worker_id)
+            try:
+                with open(os.path.join(log_dir, f"sdk-worker-{name}.log"), "ab") as log:
+                    process = subprocess.Popen(
+                        [sys.executable, "-c", code],
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        close_fds=True,
+                    )
+            except OSError as error:
+                return beam_fn_api_pb2.StartWorkerResponse(error=f"cannot start a worker: {error}")
+            self._worker_processes[request.worker_id] = process
+            return beam_fn_api_pb2.StartWorkerResponse()
+
+    return _ProcessPool(use_process=True)
+
+
+def _serve_worker_pool(port: int, log_dir: str) -> None:
     """Serve Beam's external worker pool on 127.0.0.1:``port`` until terminated."""
     import grpc
     from apache_beam.portability.api import beam_fn_api_pb2_grpc
-    from apache_beam.runners.worker.worker_pool_main import BeamFnExternalWorkerPoolServicer
+    from apache_beam.runners.worker.worker_pool_main import kill_process_gracefully
     from apache_beam.utils import thread_pool_executor
 
     server = grpc.server(
@@ -1275,12 +1321,18 @@ def _serve_worker_pool(port: int) -> None:
     )
     if server.add_insecure_port(f"{_HOST}:{port}") == 0:
         raise SystemExit(f"cannot listen on {_HOST}:{port}")
-    beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(
-        BeamFnExternalWorkerPoolServicer(), server
-    )
+    os.makedirs(log_dir, exist_ok=True)
+    pool = _worker_pool_servicer(log_dir)
+    beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(pool, server)
     server.start()
     print(f"SDK worker pool listening on {_HOST}:{port}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: server.stop(5))
+
+    def stop(*_: Any) -> None:
+        for process in list(pool._worker_processes.values()):
+            kill_process_gracefully(process)
+        server.stop(5)
+
+    signal.signal(signal.SIGTERM, stop)
     server.wait_for_termination()
 
 
@@ -1539,8 +1591,9 @@ def _main(argv: Sequence[str]) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     pool = commands.add_parser("worker-pool", help="serve a Beam SDK worker pool on 127.0.0.1")
     pool.add_argument("--port", type=int, required=True)
+    pool.add_argument("--log-dir", required=True, help="where each SDK harness logs")
     args = parser.parse_args(argv)
-    _serve_worker_pool(args.port)
+    _serve_worker_pool(args.port, args.log_dir)
     return 0
 
 

@@ -32,6 +32,7 @@ from schemas.asset import Asset, AssetInventory
 from schemas.errors import ValidationError
 from schemas.event import AssetContext, NormalizedEvent
 from transforms._stage import StageFn, stage_outputs
+from transforms.side_inputs import Polled
 
 __all__ = [
     "AssetTable",
@@ -315,19 +316,29 @@ def enrich_with(event: NormalizedEvent, inventory: AssetInventory | None) -> Nor
     return enrich_event(event, table_for(inventory))
 
 
+def enrich_polled(event: NormalizedEvent, inventory: Polled) -> NormalizedEvent:
+    """`enrich_with` the inventory a streaming worker last read (`Polled`)."""
+    return enrich_with(event, inventory.current())
+
+
 class EnrichWithAssets(beam.PTransform):  # type: ignore[misc]
     """Stage 5: events gain asset context; outputs ``main`` and ``dead_letters``.
 
     Args:
         inventory: A PCollection of at most one `AssetInventory` per window (the side
-            input); empty means no inventory, and events pass unchanged.
+            input; empty means no inventory, and events pass unchanged), or a `Polled`
+            inventory that streaming workers re-read.
     """
 
-    def __init__(self, inventory: beam.PCollection) -> None:
+    def __init__(self, inventory: beam.PCollection | Polled) -> None:
         super().__init__()
         self._inventory = inventory
 
     def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        if isinstance(self._inventory, Polled):
+            return stage_outputs(
+                events, "EnrichEvents", StageFn("enrich", enrich_polled), self._inventory
+            )
         return stage_outputs(
             events,
             "EnrichEvents",

@@ -23,6 +23,7 @@ import msgspec
 
 from schemas.event import CtiMatch, NormalizedEvent
 from transforms._stage import StageFn, stage_outputs
+from transforms.side_inputs import Polled
 
 __all__ = ["DETAIL_OBSERVABLES", "CorrelateWithCti", "correlate_event"]
 
@@ -73,19 +74,29 @@ def correlate_with(event: NormalizedEvent, snapshot: Any) -> NormalizedEvent:
     return correlate_event(event, index_for(snapshot))
 
 
+def correlate_polled(event: NormalizedEvent, snapshot: Polled) -> NormalizedEvent:
+    """`correlate_with` the snapshot a streaming worker last found (`Polled`)."""
+    return correlate_with(event, snapshot.current())
+
+
 class CorrelateWithCti(beam.PTransform):  # type: ignore[misc]
     """Stage 6: events gain ``cti_matches``; outputs ``main`` and ``dead_letters``.
 
     Args:
         snapshots: A PCollection with at most one `SnapshotRef` per window (the side
-            input); empty means no threat intelligence, and events pass unchanged.
+            input; empty means no threat intelligence, and events pass unchanged), or a
+            `Polled` snapshot directory that streaming workers re-read.
     """
 
-    def __init__(self, snapshots: beam.PCollection) -> None:
+    def __init__(self, snapshots: beam.PCollection | Polled) -> None:
         super().__init__()
         self._snapshots = snapshots
 
     def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        if isinstance(self._snapshots, Polled):
+            return stage_outputs(
+                events, "CorrelateEvents", StageFn("correlate", correlate_polled), self._snapshots
+            )
         return stage_outputs(
             events,
             "CorrelateEvents",
