@@ -881,7 +881,8 @@ def _add_flink_commands(commands: Any) -> Any:
         const="",
         metavar="DIR",
         help="stop with a savepoint instead (default dir: RUN_DIR/savepoints); resume with "
-        "--savepoint_path",
+        "`otsec flink submit --from-savepoint PATH` (give JOB_ID first: --savepoint JOB_ID "
+        "would take it for the directory)",
     )
     where(cancel)
 
@@ -1104,6 +1105,11 @@ def _submit(args: argparse.Namespace, setup: Any) -> int:
         raise ConfigError(error.message) from None
     if source.bounded:
         print("the stream is read as a bounded input (max_records/stop_when_caught_up)")
+    seconds = {
+        name: _seconds(getattr(args, name.replace("-", "_")), f"--{name}")
+        for name in ("refresh-every", "dedupe-ttl", "alert-delay", "bundle-time")
+    }
+    checkpoint_s = _seconds(args.checkpoint_interval, "--checkpoint-interval", zero=True)
     settings = StoreSettings.resolve(data_dir, args.clickhouse_dsn, args.postgres_dsn)
     if settings.postgres_dsn is None:
         raise ConfigError(
@@ -1136,13 +1142,13 @@ def _submit(args: argparse.Namespace, setup: Any) -> int:
                 fallback_dir=os.path.join(data_dir, "dead_letters-fallback"),
                 assets_source=assets_source,
                 cti_snapshot_dir=snapshot_dir,
-                refresh_s=_seconds(args.refresh_every, "--refresh-every"),
+                refresh_s=seconds["refresh-every"],
                 rules=rules,
-                dedupe_ttl_s=_seconds(args.dedupe_ttl, "--dedupe-ttl"),
-                alert_delay_s=_seconds(args.alert_delay, "--alert-delay"),
+                dedupe_ttl_s=seconds["dedupe-ttl"],
+                alert_delay_s=seconds["alert-delay"],
                 max_record_bytes=args.max_record_bytes,
                 bundle_size=args.bundle_size,
-                bundle_ms=max(1, int(_seconds(args.bundle_time, "--bundle-time") * 1000)),
+                bundle_ms=max(1, int(seconds["bundle-time"] * 1000)),
             )
     except StoreUnavailable as error:
         raise ConfigError(str(error)) from None
@@ -1160,9 +1166,7 @@ def _submit(args: argparse.Namespace, setup: Any) -> int:
         streaming=True,
         parallelism=args.parallelism,
         job_name=args.job_name,
-        checkpointing_interval_ms=int(
-            _seconds(args.checkpoint_interval, "--checkpoint-interval", zero=True) * 1000
-        ),
+        checkpointing_interval_ms=int(checkpoint_s * 1000),
     )
     if args.from_savepoint:
         flink_args.append(f"--savepoint_path={args.from_savepoint}")

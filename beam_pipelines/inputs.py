@@ -40,8 +40,8 @@ def resolve_inputs(inputs: Iterable[str]) -> tuple[str, ...]:
     for item in inputs:
         if item.startswith("kinesis://"):
             raise ValidationError(
-                f"{item}: streaming input needs the streaming job on Flink; "
-                "batch runs read files, directories and globs",
+                f"{item}: a stream is read by the streaming job (`otsec flink submit --input "
+                f"{item}`); `otsec run` reads files, directories and globs",
                 field="--input",
             )
         if "://" in item and not item.startswith("file://"):

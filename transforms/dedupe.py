@@ -13,11 +13,15 @@ Events are keyed by ``event_id``.
   msgpack (`transforms.coders`). A stateful DoFn would do the same, but Beam's
   in-process runner drops the metrics of other steps fused with a stateful DoFn
   in batch, and the run summary is built from those metrics.
-- Streaming: a stateful DoFn; a value state remembers that the id was seen and a
-  processing-time timer clears it ``ttl_seconds`` (default 600) after it was
-  first seen, so memory stays bounded by the ids of the last ten minutes. A
-  redelivery later than that passes; ClickHouse's ReplacingMergeTree still keeps
-  one row per ``event_id``.
+- Streaming: a stateful DoFn; a value state remembers that the id was seen and an
+  event-time timer clears it ``ttl_seconds`` (default 600) after the element's
+  timestamp, the Kinesis arrival time, so memory stays bounded by the ids of the
+  last ten minutes of the stream (the source's watermark follows arrival times and
+  advances on idle shards, so timers fire on a quiet stream too). A redelivery
+  later than that passes; ClickHouse's ReplacingMergeTree still keeps one row per
+  ``event_id``. Not a processing-time timer: Beam's Python SDK holds the output
+  watermark at the element's timestamp until such a timer fires, which held every
+  window downstream (the threshold rules) back by the whole TTL (seen on Flink).
 
 Counters: ``dedupe.in``, ``dedupe.out``, ``dedupe.dropped`` (in the run summary as
 ``duplicates_dropped``) and ``dedupe.dead_letter.<Class>``.
@@ -37,7 +41,7 @@ from apache_beam.transforms.userstate import (
     TimerSpec,
     on_timer,
 )
-from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.timestamp import Duration
 
 from schemas.dead_letter import dead_letter_from_error
 from schemas.event import NormalizedEvent
@@ -50,7 +54,7 @@ DEFAULT_TTL_SECONDS = 600.0
 
 
 _SEEN = ReadModifyWriteStateSpec("seen", BooleanCoder())
-_EXPIRY = TimerSpec("expiry", TimeDomain.REAL_TIME)
+_EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
 _SEEN_STATE = beam.DoFn.StateParam(_SEEN)
 _EXPIRY_TIMER = beam.DoFn.TimerParam(_EXPIRY)
 
@@ -66,6 +70,7 @@ class _DedupeFn(beam.DoFn):  # type: ignore[misc]
     def process(
         self,
         element: tuple[str, NormalizedEvent],
+        timestamp: Any = beam.DoFn.TimestampParam,
         seen: Any = _SEEN_STATE,
         expiry: Any = _EXPIRY_TIMER,
     ) -> Iterator[Any]:
@@ -78,7 +83,7 @@ class _DedupeFn(beam.DoFn):  # type: ignore[misc]
                 return
             seen.write(True)
             if self._ttl is not None:
-                expiry.set(Timestamp.now() + Duration(seconds=self._ttl))
+                expiry.set(timestamp + Duration(seconds=self._ttl))
         except Exception as error:  # a state failure must not lose the event
             letter = dead_letter_from_error(
                 "dedupe", error, event_origin(event), record_kind=event.source_kind

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tarfile
@@ -36,11 +35,11 @@ from runners.flink import (
     LocalFlinkCluster,
     find_jobs,
     flink_pipeline_args,
-    local_flink,
     local_flink_status,
     local_pipeline_args,
     start_local_flink,
 )
+from tests.services import free_ports, private_flink
 
 # When Flink cancels or stops a job, or the cluster stops at the end of the session, the
 # SDK harness threads that LOOPBACK runs in this process lose their gRPC streams and die
@@ -53,43 +52,11 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct ports free on 127.0.0.1 right now."""
-    sockets = []
-    try:
-        for _ in range(count):
-            probe = socket.socket()
-            probe.bind(("127.0.0.1", 0))
-            sockets.append(probe)
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
-
-
 @pytest.fixture(scope="module")
 def flink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlinkSetup]:
     """The local Flink of this module: stopped when its tests are done, not at session end."""
-    rest, rpc, job, artifact, expansion, pool = _free_ports(6)
-    setup = FlinkSetup.resolve(
-        run_dir=str(tmp_path_factory.mktemp("flink-run")),
-        rest_port=rest,
-        rpc_port=rpc,
-        job_port=job,
-        artifact_port=artifact,
-        expansion_port=expansion,
-        worker_pool_port=pool,
-        task_slots=2,
-        taskmanager_memory="2048m",
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        # The worker pool runs the pipelines' Python code: like a production pool, whose
-        # image has otsec installed, it must import the DoFns (here: of this test module).
-        patch.setenv(
-            "PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        )
-        with local_flink(setup):
-            yield setup
+    with private_flink(tmp_path_factory.mktemp("flink-run")) as setup:
+        yield setup
 
 
 def otsec(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -312,7 +279,7 @@ def test_status_and_stop_of_a_run_dir_where_nothing_runs(tmp_path: Path) -> None
 
 
 def test_pipeline_args_need_a_running_job_server(tmp_path: Path) -> None:
-    setup = FlinkSetup.resolve(run_dir=str(tmp_path), job_port=_free_ports(1)[0])
+    setup = FlinkSetup.resolve(run_dir=str(tmp_path), job_port=free_ports(1)[0])
     with pytest.raises(FlinkError, match="no Beam job server runs at"):
         local_pipeline_args(setup)
 
@@ -399,7 +366,7 @@ def test_unpacking_keeps_archive_paths_inside_the_distribution(tmp_path: Path) -
 def test_a_cluster_that_cannot_start_names_its_log_and_leaves_nothing_running(
     tmp_path: Path,
 ) -> None:
-    rest, rpc, job, artifact, expansion, pool = _free_ports(6)
+    rest, rpc, job, artifact, expansion, pool = free_ports(6)
     setup = FlinkSetup.resolve(
         run_dir=str(tmp_path),
         rest_port=rest,
@@ -422,7 +389,7 @@ def test_a_job_server_that_cannot_start_names_its_log(tmp_path: Path) -> None:
     not_beam = tmp_path / "not-beam.jar"
     with zipfile.ZipFile(not_beam, "w") as jar:
         jar.writestr("README", "no FlinkJobServerDriver in here")
-    setup = FlinkSetup.resolve(run_dir=str(tmp_path), job_port=_free_ports(1)[0])
+    setup = FlinkSetup.resolve(run_dir=str(tmp_path), job_port=free_ports(1)[0])
     with pytest.raises(FlinkError) as failed:
         JobServer(setup, [str(not_beam)]).start()
     assert str(failed.value) == (

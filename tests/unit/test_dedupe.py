@@ -7,7 +7,6 @@ copy kept in batch must not depend on bundle order, or two replays of one day wo
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import apache_beam as beam
@@ -18,6 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineResult
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to, is_empty
+from apache_beam.transforms import window
 
 from schemas.event import NetworkEndpoint, NormalizedEvent
 from schemas.records import SourceFormat, SourcePosition
@@ -156,15 +156,20 @@ def test_batch_many_copies_of_one_id_across_bundles() -> None:
 # module: a class named Test* in this namespace would be collected by pytest.)
 
 
+def _at(seconds: float, *events: NormalizedEvent) -> list[window.TimestampedValue]:
+    """``events`` arriving at ``seconds`` (their element timestamp, as Kinesis gives it)."""
+    return [window.TimestampedValue(e, seconds) for e in events]
+
+
 def test_streaming_drops_duplicates_within_the_run() -> None:
     """Redeliveries arriving later in the stream (Kinesis at-least-once) are dropped; the
     first copy to arrive is the one kept, and distinct ids do not interfere."""
     stream = (
         test_stream.TestStream()
-        .add_elements([event("a", line=1), event("b", line=2)])
-        .add_elements([event("a", line=3), event("c", line=4)])
-        .advance_processing_time(30)
-        .add_elements([event("b", line=5), event("a", line=6), event("d", line=7)])
+        .add_elements(_at(1000, event("a", line=1), event("b", line=2)))
+        .add_elements(_at(1010, event("a", line=3), event("c", line=4)))
+        .advance_watermark_to(1030)
+        .add_elements(_at(1040, event("b", line=5), event("a", line=6), event("d", line=7)))
         .advance_watermark_to_infinity()
     )
     with TestPipeline(options=streaming()) as pipeline:
@@ -178,24 +183,17 @@ def test_streaming_drops_duplicates_within_the_run() -> None:
 
 
 def test_streaming_forgets_an_id_after_its_ttl() -> None:
-    """Memory is bounded: an id is remembered for ``ttl_seconds`` of processing time, and a
-    redelivery later than that passes (ClickHouse's ReplacingMergeTree then keeps one row).
-
-    The DoFn sets its timer at the wall clock (``Timestamp.now()``) plus the TTL, while the
-    DirectRunner's test clock for a TestStream starts at the epoch; advancing processing
-    time by more than "now + TTL" seconds is what makes the timer fire here.
-    """
+    """Memory is bounded: an id is remembered for ``ttl_seconds`` of arrival time (the
+    watermark), and a redelivery later than that passes (ClickHouse's ReplacingMergeTree
+    then keeps one row); the id is then remembered again."""
     ttl = 60.0
-    past_expiry = int(time.time() + ttl + 3600)
     stream = (
         test_stream.TestStream()
-        .add_elements([event("a", line=1), event("b", line=2)])
-        .add_elements([event("a", line=3)])  # within the TTL: dropped
-        .advance_processing_time(past_expiry)
-        .add_elements([event("a", line=4), event("b", line=5)])  # after it: kept again
-        # Not tested: that "a" is then remembered again. After the jump the test clock is
-        # ahead of the wall clock, so the new timer (wall clock + TTL) is already due and
-        # fires at once; on a real runner processing time is the wall clock.
+        .add_elements(_at(1000, event("a", line=1), event("b", line=2)))
+        .add_elements(_at(1030, event("a", line=3)))  # within the TTL: dropped
+        .advance_watermark_to(1000 + ttl + 1)  # the timers fire
+        .add_elements(_at(1070, event("a", line=4), event("b", line=5)))  # kept again
+        .add_elements(_at(1080, event("a", line=6)))  # remembered again: dropped
         .advance_watermark_to_infinity()
     )
     with TestPipeline(options=streaming()) as pipeline:
@@ -207,19 +205,40 @@ def test_streaming_forgets_an_id_after_its_ttl() -> None:
 
 
 def test_streaming_short_of_the_ttl_remembers() -> None:
-    """Processing time that reaches only half the TTL past the first copy does not forget the
-    id (the clock jumps to wall-clock time + TTL/2; see the test above for why)."""
+    """A watermark that reaches only half the TTL past the first copy does not forget it."""
     ttl = 3600.0
     stream = (
         test_stream.TestStream()
-        .add_elements([event("a", line=1)])
-        .advance_processing_time(int(time.time() + ttl / 2))
-        .add_elements([event("a", line=2)])
+        .add_elements(_at(1000, event("a", line=1)))
+        .advance_watermark_to(1000 + ttl / 2)
+        .add_elements(_at(1000 + ttl / 2 + 1, event("a", line=2)))
         .advance_watermark_to_infinity()
     )
     with TestPipeline(options=streaming()) as pipeline:
         out = pipeline | stream | Deduplicate(ttl_seconds=ttl)
         assert_that(out.main | beam.Map(lambda e: e.source.line), equal_to([1]))
+
+
+def test_streaming_does_not_hold_the_watermark_back_by_the_ttl() -> None:
+    """Windows after the dedupe close when the watermark passes them, not a TTL later."""
+    stream = (
+        test_stream.TestStream()
+        .add_elements(_at(1000, event("a", line=1), event("b", line=2)))
+        .advance_watermark_to(1100)
+        .add_elements(_at(1100, event("c", line=3)))
+        .advance_watermark_to_infinity()
+    )
+    with TestPipeline(options=streaming()) as pipeline:
+        out = pipeline | stream | Deduplicate(ttl_seconds=DEFAULT_TTL_SECONDS)
+        panes = (
+            out.main
+            | beam.WindowInto(window.FixedWindows(60))
+            | beam.Map(lambda e: ("all", e.event_id))
+            | beam.GroupByKey()
+            | beam.Map(lambda kv, pane=beam.DoFn.PaneInfoParam: (sorted(kv[1]), pane.timing))
+        )
+        # ON_TIME (1), not LATE: the first window fired when the watermark passed 1020.
+        assert_that(panes, equal_to([(["a", "b"], 1), (["c"], 1)]))
 
 
 # --- configuration ----------------------------------------------------------------------

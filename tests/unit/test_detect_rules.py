@@ -745,3 +745,37 @@ def test_skipping_rules_by_protocol_class_and_cti_never_changes_what_fires() -> 
         for e in (positive, negative):
             everything = {r.spec.id for r in RULESET.single + RULESET.windowed if r.matches(e)}
             assert fired(e) == everything, e
+
+
+def test_streaming_mode_windows_on_arrival_time_and_emits_alert_deltas() -> None:
+    """``alert_delay_s``: sensor times a week older than the watermark (a replayed backlog)
+    are not late; the scan's threshold window and the single-event alerts still fire."""
+    arrival = float(int(datetime.now(UTC).timestamp()))  # whole ms: TestStream wants them
+    stream = TestStream().advance_watermark_to(arrival - 1)
+    for i in range(12):
+        e = event(
+            "modbus",
+            function_code=3,
+            function_name="READ_HOLDING_REGISTERS",
+            operation="read",
+            is_request=True,
+            unit_id=i,
+            src_asset=OFFICE,
+            time=T0 + timedelta(seconds=i),
+            event_id=f"late-scan-{i}",
+        )
+        stream = stream.add_elements([window.TimestampedValue(e, arrival + i * 0.1)])
+    stop = CASES["OTSEC-CIP-STOP"][0]
+    stream = stream.add_elements([window.TimestampedValue(stop, arrival + 2)])
+    stream = stream.advance_watermark_to(arrival + 120).advance_processing_time(10)
+    stream = stream.advance_watermark_to_infinity()
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    with TestPipeline(options=options) as pipeline:
+        outputs = pipeline | stream | DetectAndScore(RULES, alert_delay_s=1)
+        assert_that(
+            outputs["alerts"]
+            | beam.Filter(lambda a: a.rule_id in ("OTSEC-MODBUS-UNIT-SCAN", "OTSEC-CIP-STOP"))
+            | beam.Map(lambda a: (a.rule_id, a.event_count)),
+            equal_to([("OTSEC-MODBUS-UNIT-SCAN", 12), ("OTSEC-CIP-STOP", 1)]),
+        )

@@ -626,3 +626,49 @@ def test_read_from_kinesis_takes_a_uri(moto: MotoKinesis, stream: Stream) -> Non
     transform = ReadFromKinesis(f"kinesis://{stream.name}?region={REGION}&endpoint={moto.endpoint}")
     assert transform.config.stream == stream.name
     assert transform.config.endpoint == moto.endpoint
+
+
+def test_publish_frames_zeek_files_into_records_that_decode_on_their_own(tmp_path) -> None:
+    from beam_pipelines.publish import file_records
+
+    log = tmp_path / "modbus.log"
+    header = ["#separator \\x09", "#fields\tts\tuid", "#types\ttime\tstring"]
+    rows = [f"1700000000.{i:06d}\tC{i}" for i in range(5)]
+    log.write_text("\n".join([*header, "#open\t2026-11-20", *rows, "#close\t2026-11-20"]) + "\n")
+    records = list(file_records(str(log), lines_per_record=2))
+    assert [count for _, count in records] == [2, 2, 1]
+    for data, _ in records:
+        lines = record_lines(data, uri="kinesis://s", shard="shard-0", sequence="1")
+        assert all(line.context == tuple(h.encode() for h in header) for line in lines)
+    decoded = [
+        line.payload.decode()
+        for data, _ in records
+        for line in record_lines(data, uri="kinesis://s", shard="shard-0", sequence="1")
+    ]
+    assert decoded == rows  # every data line once, in order; #open/#close dropped
+
+
+def test_publish_then_read_gives_the_same_events_as_the_files(
+    moto: MotoKinesis, stream: Stream, tmp_path
+) -> None:
+    """`otsec publish`'s framing through the reader and stages 1-3: the events of the files."""
+    from beam_pipelines.generate import GeneratorConfig, generate
+    from beam_pipelines.inputs import resolve_inputs
+    from beam_pipelines.publish import publish_files
+    from tests.conftest import run_stages
+    from transforms.sources import read_lines
+
+    generate(GeneratorConfig(out_dir=str(tmp_path), events=400, seed=5))
+    files = resolve_inputs([str(tmp_path / "sensors")])
+    report = publish_files(files, config(moto, stream), lines_per_record=7)
+    assert report.lines == 400 and report.files == len(files)
+
+    def outcomes(lines: Any) -> list[str]:
+        return [getattr(run_stages(line), "event_id", "dead letter") for line in lines]
+
+    pipeline = beam.Pipeline(options=PipelineOptions(streaming=True))
+    read = pipeline | ReadFromKinesis(config(moto, stream, limit=10))
+    from_files = outcomes(line for path in files for line in read_lines(path))
+    events = read | beam.Map(lambda line: getattr(run_stages(line), "event_id", "dead letter"))
+    assert_that(events, equal_to(from_files))
+    pipeline.run().wait_until_finish()
