@@ -176,7 +176,7 @@ def test_beam_options_pass_through(tmp_path: Path) -> None:
         ),
         (
             ("run", "--input", "kinesis://stream?region=eu-west-1"),
-            "otsec: error: kinesis://stream?region=eu-west-1: a stream is read by the streaming job",
+            "otsec: error: kinesis://stream?region=eu-west-1: a stream is read by the streaming",
         ),
         (
             ("generate", "--out", "/tmp/x", "--attack-rate", "2"),
