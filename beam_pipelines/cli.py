@@ -9,6 +9,7 @@ errors exit with status 2 and one line on standard error; a job that ran exits
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import sys
@@ -233,7 +234,11 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench", help="measure the pipeline against a plain loop", allow_abbrev=False
     )
-    bench.add_argument("--events", type=_positive_int, default=1_000_000)
+    bench.add_argument(
+        "--events",
+        type=_positive_int,
+        help="records per run (default 1000000; with --streaming: lines per burst, 20000)",
+    )
     bench.add_argument(
         "--repeat",
         type=_positive_int,
@@ -253,6 +258,34 @@ def _parser() -> argparse.ArgumentParser:
         "--assets", type=_count, default=5_000, help="assets in the generated plant (default 5000)"
     )
     bench.add_argument("--json", help="write the figures to this file")
+    bench.add_argument(
+        "--streaming",
+        action="store_true",
+        help="measure the streaming job instead: Kinesis (moto_server) through a private "
+        "local Flink into the stores, against a read-only job (docs/benchmarks.md)",
+    )
+    bench.add_argument(
+        "--latency-rate",
+        type=_positive_int,
+        metavar="EVENTS_PER_S",
+        help="--streaming: rate of the paced phase whose latency is reported (default "
+        "10000 if the first burst sustained it, else half the first burst's rate)",
+    )
+    bench.add_argument(
+        "--latency-time",
+        default="20s",
+        metavar="DURATION",
+        help="--streaming: length of the paced phase (default 20s)",
+    )
+    bench.add_argument(
+        "--shards", type=_positive_int, default=2, help="--streaming: stream shards (default 2)"
+    )
+    bench.add_argument(
+        "--checkpoint-interval",
+        default="10s",
+        metavar="DURATION",
+        help="--streaming: Flink checkpoints (default 10s)",
+    )
 
     db = commands.add_parser("db", help="the stores' schemas", allow_abbrev=False)
     db_commands = db.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
@@ -764,9 +797,32 @@ def _bench(args: argparse.Namespace) -> int:
     from beam_pipelines.bench import BenchConfig, run_bench
 
     data_dir = _data_dir(args.data_dir)
+    if args.streaming:
+        from beam_pipelines.bench_streaming import StreamingBenchConfig, run_streaming_bench
+        from runners.flink import FlinkError
+
+        try:
+            config = StreamingBenchConfig(
+                events=args.events or 20_000,
+                repeat=args.repeat,
+                work_dir=data_dir,
+                json_path=args.json,
+                assets=args.assets,
+                indicators=args.indicators,
+                latency_rate=args.latency_rate,
+                latency_seconds=_seconds(args.latency_time, "--latency-time"),
+                shards=args.shards,
+                checkpoint_interval_s=_seconds(args.checkpoint_interval, "--checkpoint-interval"),
+            )
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        try:
+            return run_streaming_bench(config)
+        except FlinkError as error:  # no Java, no Flink download, a port taken
+            raise ConfigError(str(error)) from None
     return run_bench(
         BenchConfig(
-            events=args.events,
+            events=args.events or 1_000_000,
             repeat=max(1, args.repeat),
             work_dir=data_dir,
             json_path=args.json,
@@ -804,6 +860,13 @@ def _add_flink_commands(commands: Any) -> Any:
         parser.add_argument(
             "--run-dir",
             help="configuration, pid files and logs of the running cluster (default CACHE_DIR/run)",
+        )
+
+    def remote(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--rest-url",
+            metavar="URL",
+            help="the REST API of a Flink that is not the local one (http://jobmanager:8081)",
         )
 
     cluster = flink_commands.add_parser(
@@ -885,6 +948,7 @@ def _add_flink_commands(commands: Any) -> Any:
         "would take it for the directory)",
     )
     where(cancel)
+    remote(cancel)
 
     submit = flink_commands.add_parser(
         "submit",
@@ -969,7 +1033,21 @@ def _add_flink_commands(commands: Any) -> Any:
         help="where the Python code runs: the SDK worker pool (external, detached), or "
         "this process (loopback: the command then waits until the job ends)",
     )
+    submit.add_argument(
+        "--job-endpoint",
+        metavar="HOST:PORT",
+        help="a Beam Flink job server that is not the local one (with --rest-url; the "
+        "environment is then external, at --worker-pool)",
+    )
+    submit.add_argument(
+        "--worker-pool",
+        metavar="HOST:PORT",
+        default="localhost:50000",
+        help="with --job-endpoint: where the TaskManagers reach their SDK worker pool, as they "
+        "see it (default localhost:50000, a sidecar)",
+    )
     where(submit)
+    remote(submit)
     return flink_commands
 
 
@@ -998,6 +1076,8 @@ def _flink(args: argparse.Namespace) -> int:
             print(f"java: {java}")
             return 0
         current = FlinkSetup.current(args.cache_dir, args.run_dir)
+        if getattr(args, "rest_url", None):
+            current = dataclasses.replace(current, remote_rest_url=args.rest_url)
         if args.flink_command == "cancel":
             if args.savepoint is not None:
                 location = stop_job_with_savepoint(current, args.job, args.savepoint or None)
@@ -1093,7 +1173,7 @@ def _submit(args: argparse.Namespace, setup: Any) -> int:
     """``otsec flink submit``: check everything here, then hand the job to Flink."""
     from beam_pipelines.stores import StoreSettings, StoreUnavailable, open_stores
     from beam_pipelines.streaming import StreamConfig, streaming_args, submit
-    from runners.flink import local_pipeline_args
+    from runners.flink import flink_pipeline_args, local_pipeline_args
     from schemas.errors import OtsecError
     from transforms.kinesis import KinesisReadConfig
     from transforms.side_inputs import latest_inventory
@@ -1110,6 +1190,25 @@ def _submit(args: argparse.Namespace, setup: Any) -> int:
         for name in ("refresh-every", "dedupe-ttl", "alert-delay", "bundle-time")
     }
     checkpoint_s = _seconds(args.checkpoint_interval, "--checkpoint-interval", zero=True)
+    # Where the job goes is checked first: nothing is opened for a cluster that is not there.
+    job_settings: dict[str, Any] = {
+        "streaming": True,
+        "parallelism": args.parallelism,
+        "job_name": args.job_name,
+        "checkpointing_interval_ms": int(checkpoint_s * 1000),
+    }
+    if args.job_endpoint:
+        if not args.rest_url:
+            raise ConfigError("--job-endpoint needs --rest-url (to find the job in Flink)")
+        if args.environment != "external":
+            raise ConfigError(
+                "a remote job server runs jobs on a worker pool: --environment external"
+            )
+        flink_args = flink_pipeline_args(
+            args.job_endpoint, "external", worker_pool=args.worker_pool, **job_settings
+        )
+    else:
+        flink_args = local_pipeline_args(setup, environment=args.environment, **job_settings)
     settings = StoreSettings.resolve(data_dir, args.clickhouse_dsn, args.postgres_dsn)
     if settings.postgres_dsn is None:
         raise ConfigError(
@@ -1160,17 +1259,10 @@ def _submit(args: argparse.Namespace, setup: Any) -> int:
             "open it (parallelism 1 on one TaskManager); use a server for more",
             file=sys.stderr,
         )
-    flink_args = local_pipeline_args(
-        setup,
-        environment=args.environment,
-        streaming=True,
-        parallelism=args.parallelism,
-        job_name=args.job_name,
-        checkpointing_interval_ms=int(checkpoint_s * 1000),
-    )
     if args.from_savepoint:
         flink_args.append(f"--savepoint_path={args.from_savepoint}")
-    print(f"submitting {args.job_name} to {setup.job_endpoint} ...", file=sys.stderr)
+    endpoint = args.job_endpoint or setup.job_endpoint
+    print(f"submitting {args.job_name} to {endpoint} ...", file=sys.stderr)
     job = submit(config, streaming_args(config, flink_args), setup=setup, job_name=args.job_name)
     print(f"job {job.job_id} ({job.name}): RUNNING")
     print(f"dashboard: {setup.dashboard_url}/#/job/running/{job.job_id}/overview")

@@ -160,6 +160,8 @@ class FlinkSetup:
         kinesis_io: Put Beam's Java Kinesis IO on the job server's classpath, so that its
             expansion service can expand the cross-language ``ReadDataFromKinesis``.
         worker_pool: Also run an SDK worker pool.
+        remote_rest_url: The REST API of a Flink that is not this local one (``otsec flink
+            submit|cancel --rest-url``): jobs are listed, stopped and linked there.
     """
 
     cache_dir: str
@@ -178,6 +180,7 @@ class FlinkSetup:
     job_server_jar: str | None = None
     kinesis_io: bool = False
     worker_pool: bool = True
+    remote_rest_url: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cache_dir", os.path.abspath(self.cache_dir))
@@ -280,7 +283,7 @@ class FlinkSetup:
 
     @property
     def rest_url(self) -> str:
-        return f"http://{_HOST}:{self.rest_port}"
+        return (self.remote_rest_url or f"http://{_HOST}:{self.rest_port}").rstrip("/")
 
     @property
     def dashboard_url(self) -> str:

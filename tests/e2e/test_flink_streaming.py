@@ -334,7 +334,23 @@ def test_streaming_job_lands_every_record_and_resumes_from_a_savepoint(
         )
     )
     counts_before = dict(_rows(dsn, "SELECT alert_id, event_count FROM alerts"))
-    _submit(stack, stream, dsn, data, name, "--from-savepoint", savepoint)
+    # Resumed through the options for a Flink that is not the local one (here: the same
+    # cluster, reached by its endpoints), as a production submission does.
+    _submit(
+        stack,
+        stream,
+        dsn,
+        data,
+        name,
+        "--from-savepoint",
+        savepoint,
+        "--job-endpoint",
+        stack.flink.job_endpoint,
+        "--rest-url",
+        stack.flink.rest_url,
+        "--worker-pool",
+        stack.flink.worker_pool_endpoint,
+    )
     _put_markers(stack, stream, MARKERS[2:])
     _wait("the CTI alerts after the resume", lambda: set(MARKERS) <= _cti_alerts(dsn), stack)
     time.sleep(3)

@@ -7,10 +7,45 @@ import pytest
 
 from beam_pipelines.cli import main
 
+# A job server that need not exist: these checks come before anything is contacted.
+NOWHERE = ("--job-endpoint", "127.0.0.1:9", "--rest-url", "http://127.0.0.1:9")
+
 
 def _error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    if argv[:2] == ("flink", "submit") and "--job-endpoint" not in argv:
+        argv = (*argv, *NOWHERE)
     assert main(list(argv)) == 2
     return capsys.readouterr().err.strip()
+
+
+def test_submit_to_the_local_flink_says_to_start_it(
+    capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    message = _error(
+        capsys,
+        "flink",
+        "submit",
+        "--input",
+        "kinesis://s?region=eu-west-1",
+        "--run-dir",
+        str(tmp_path),
+        "--job-endpoint",
+        "",
+    )
+    assert "start the local Flink with `otsec flink cluster start`" in message
+
+
+def test_a_remote_job_server_needs_its_rest_url(capsys: pytest.CaptureFixture[str]) -> None:
+    message = _error(
+        capsys,
+        "flink",
+        "submit",
+        "--input",
+        "kinesis://s?region=eu-west-1",
+        "--job-endpoint",
+        "jobserver:8099",
+    )
+    assert message == "otsec: error: --job-endpoint needs --rest-url (to find the job in Flink)"
 
 
 def test_submit_needs_a_kinesis_uri(capsys: pytest.CaptureFixture[str]) -> None:
