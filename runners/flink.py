@@ -101,9 +101,12 @@ JAVA_MODULE_OPTIONS = (
 )
 
 _HOST = "127.0.0.1"
-# The SDK harness's cache of state and side inputs (a side input is read once per
-# version, not once per bundle): what Beam's sdk_worker_main gives by default.
-_STATE_CACHE_BYTES = 100 << 20
+# No cache of user state in the SDK harness. Beam's default (100 MB) sizes every cached
+# entry with objsize; for the streaming job, whose dedupe reads and writes one state cell per
+# new event id, that cost more than the state calls it saved: 207 -> 455 events/s and p99
+# 3.8 -> 1.9 s without it (`python -m beam_pipelines.bench_streaming --events 6000`, one
+# round each, docs/benchmarks.md). The job has no side inputs for it to cache either.
+_STATE_CACHE_BYTES = 0
 _MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 _POM_RESOURCE = "flink_job_server.pom.xml"
 _STATE_FILE = "cluster.json"
