@@ -43,7 +43,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,6 +57,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
+from beam_pipelines.summary import STAGES
 from schemas.records import RawLine
 
 __all__ = ["StreamingBenchConfig", "main", "put_stamp", "record_template", "run_streaming_bench"]
@@ -66,13 +66,6 @@ TARGET_EVENTS_PER_S = 10_000
 TARGET_P99_S = 5.0
 REGION = "eu-west-1"
 JOB, BASELINE = "job", "baseline"
-# moto accepts any credentials; these keep boto3 (here and in the SDK harnesses, which
-# inherit the worker pool's environment) from looking for real ones.
-_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-}
 _MAX_CALL_RECORDS = 500
 _MAX_CALL_BYTES = (5 << 20) - (64 << 10)  # PutRecords' 5 MiB, less room for the stamps
 _SAMPLE_S = 2.0
@@ -82,19 +75,7 @@ _PRINT_S = 10.0
 # duplicates. Flink's REST API shows them per operator as ``<subtask>.<operator>.<name>``.
 _DONE_COUNTERS = ("otsec_load_out", "otsec_dead_letters_in", "otsec_dedupe_dropped")
 _READ_COUNTER = "otsec_read_out"
-_STAGE_ORDER = (
-    "read",
-    "decode",
-    "validate",
-    "normalize",
-    "dedupe",
-    "enrich",
-    "correlate",
-    "detect",
-    "load",
-    "alerts",
-    "dead_letters",
-)
+_STAGE_ORDER = (*STAGES, "alerts", "dead_letters")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -765,81 +746,27 @@ class _Stack:
         }
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            probe = socket.socket()
-            probe.bind(("127.0.0.1", 0))
-            sockets.append(probe)
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
-
-
-@contextlib.contextmanager
-def _moto(log: str) -> Iterator[tuple[str, int]]:
-    """``moto_server`` on a free port of 127.0.0.1: its URL and pid."""
-    (port,) = _free_ports(1)
-    executable = os.path.join(os.path.dirname(sys.executable), "moto_server")
-    with open(log, "ab") as output:
-        process = subprocess.Popen(
-            [executable, "-H", "127.0.0.1", "-p", str(port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"moto_server did not start; see {log}")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}", process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 @contextlib.contextmanager
 def _services(config: StreamingBenchConfig) -> Iterator[_Stack]:
     """Flink, moto and PostgreSQL on free ports in a temporary directory, for one run."""
-    from beam_pipelines.stores import EmbeddedPostgres
-    from runners.flink import FlinkSetup, local_flink
+    from runners.local_services import moto_kinesis, postgres_server, private_flink
 
     run_dir = tempfile.mkdtemp(prefix="otsec-bench-streaming-")
-    saved = {name: os.environ.get(name) for name in _AWS_ENV}
-    os.environ.update(_AWS_ENV)  # before Flink starts: the worker pool inherits them
-    rest, rpc, job, artifact, expansion, pool = _free_ports(6)
-    setup = FlinkSetup.resolve(
-        run_dir=os.path.join(run_dir, "flink"),
-        rest_port=rest,
-        rpc_port=rpc,
-        job_port=job,
-        artifact_port=artifact,
-        expansion_port=expansion,
-        worker_pool_port=pool,
-        task_slots=config.task_slots,
-        taskmanager_memory=config.taskmanager_memory,
-    )
     pgdata = os.path.join(run_dir, "postgres")
-    postgres = EmbeddedPostgres(pgdata)
     ok = False
     try:
-        with _moto(os.path.join(run_dir, "moto.log")) as (endpoint, moto_pid):
-            dsn = postgres.start()
-            with local_flink(setup):
-                yield _Stack(run_dir, setup, endpoint, dsn, moto_pid, pgdata)
+        with (
+            moto_kinesis(os.path.join(run_dir, "moto.log")) as (endpoint, moto_pid),
+            postgres_server(pgdata) as dsn,
+            private_flink(
+                os.path.join(run_dir, "flink"),
+                slots=config.task_slots,
+                memory=config.taskmanager_memory,
+            ) as setup,
+        ):
+            yield _Stack(run_dir, setup, endpoint, dsn, moto_pid, pgdata)
         ok = True
     finally:
-        postgres.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         if ok:
             shutil.rmtree(run_dir, ignore_errors=True)
         else:

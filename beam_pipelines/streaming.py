@@ -23,7 +23,6 @@ an SDK worker pool, the ``external`` environment).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -40,8 +39,6 @@ from transforms.postgres import PostgresConfig
 from transforms.side_inputs import Polled, latest_inventory, latest_snapshot_ref
 
 __all__ = ["StreamConfig", "SubmittedJob", "build_streaming", "streaming_args", "submit"]
-
-_log = logging.getLogger("otsec.streaming")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,8 +28,8 @@ from beam_pipelines.stores import chdb_holder
 from cti.indicators import make_indicator
 from cti.snapshot import indicators_to_table, write_snapshot
 from runners.flink import FlinkSetup, LocalFlinkCluster, find_jobs
+from runners.local_services import moto_kinesis, postgres_server, private_flink
 from tests.e2e.test_cli import otsec
-from tests.services import moto_kinesis, postgres_server, private_flink
 
 pytestmark = [
     pytest.mark.flink,
@@ -72,7 +72,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("streaming")
     with (
         private_flink(root / "flink") as flink,
-        moto_kinesis(root / "moto.log") as kinesis,
+        moto_kinesis(root / "moto.log") as (kinesis, _),
         postgres_server(root / "pg") as postgres,
     ):
         yield Stack(flink, kinesis, postgres, root)

@@ -39,7 +39,7 @@ from runners.flink import (
     local_pipeline_args,
     start_local_flink,
 )
-from tests.services import free_ports, private_flink
+from runners.local_services import AWS_TEST_ENV, free_ports, private_flink
 
 # When Flink cancels or stops a job, or the cluster stops at the end of the session, the
 # SDK harness threads that LOOPBACK runs in this process lose their gRPC streams and die
@@ -55,7 +55,11 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def flink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlinkSetup]:
     """The local Flink of this module: stopped when its tests are done, not at session end."""
-    with private_flink(tmp_path_factory.mktemp("flink-run")) as setup:
+    # The worker pool runs the pipelines' Python code: like a production pool, whose image
+    # has otsec installed, it must import the DoFns (here: of this test module).
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    environment = {**AWS_TEST_ENV, "PYTHONPATH": pythonpath}
+    with private_flink(tmp_path_factory.mktemp("flink-run"), environment=environment) as setup:
         yield setup
 
 

